@@ -1,0 +1,230 @@
+"""The ``cifar-core`` command line: train, runs, predict.
+
+Every command prints errors as one line ``error: ...`` on stderr and exits non-zero; values
+are checked before any data is loaded or model built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
+
+from cifar_core import settings  # noqa: E402
+from cifar_core.errors import CifarCoreError  # noqa: E402
+
+EXIT_ERROR = 2  # bad input or a failed run
+EXIT_PARTIAL = 1  # predict: some files could not be classified
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--artifacts", metavar="DIR",
+                        help=f"artifacts root holding runs/ (env {settings.ENV_ARTIFACTS}, "
+                             "default ./artifacts)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cifar-core",
+        description="Train, evaluate and use the CIFAR-100 model progression.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train and evaluate one model (or the progression)")
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", type=int, metavar="N", help="model number (see README)")
+    which.add_argument("--all", action="store_true", help="the progression 1-7 in order")
+    train.add_argument("--with-coarse", action="store_true",
+                       help="with --all: also models 1 and 7 on the 20 superclasses")
+    train.add_argument("--labels", choices=("fine", "coarse"), default="fine")
+    train.add_argument("--data", metavar="PATH",
+                       help="cifar-100-python.tar.gz or its folder, or an image-folder data "
+                            f"set (env {settings.ENV_DATA}; default: CIFAR-100 download)")
+    train.add_argument("--profile", choices=("seed", "quick"), default="seed",
+                       help="seed: the report's protocol (default); quick: a few epochs")
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--patience", type=_non_negative_int,
+                       help="early-stopping patience on val_loss (0 disables)")
+    train.add_argument("--learning-rate", type=float)
+    train.add_argument("--seed", type=_non_negative_int)
+    train.add_argument("--freeze-base", action="store_true",
+                       help="models 6-7: keep the MobileNet base frozen (feature extractor)")
+    train.add_argument("--backbone-weights", metavar="PATH",
+                       help="MobileNet weights file (env "
+                            f"{settings.ENV_BACKBONE_WEIGHTS}; default: ImageNet download)")
+    train.add_argument("--run-dir", metavar="DIR", help=argparse.SUPPRESS)  # jobs: adopt folder
+    _add_common(train)
+
+    runs = sub.add_parser("runs", help="list runs with status and headline metrics")
+    runs.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_common(runs)
+
+    predict = sub.add_parser("predict", help="classify image files with a run's model")
+    predict.add_argument("images", nargs="+", metavar="IMAGE")
+    predict.add_argument("--run", required=True,
+                         help="a run id (as `runs` lists it) or the path `train` printed")
+    predict.add_argument("--top", type=_positive_int, default=5)
+    predict.add_argument("--json", action="store_true")
+    _add_common(predict)
+    return parser
+
+
+def _train_configs(args) -> list:
+    from cifar_core.training.config import make_config
+
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
+                 "patience": args.patience, "learning_rate": args.learning_rate,
+                 "seed": args.seed, "freeze_base": args.freeze_base or None,
+                 "backbone_weights": settings.backbone_weights(args.backbone_weights)}
+    if args.all:
+        plan = [(n, "fine") for n in range(1, 8)]
+        if args.with_coarse:
+            plan += [(1, "coarse"), (7, "coarse")]
+        overrides["freeze_base"] = None
+    else:
+        plan = [(args.model, args.labels)]
+    return [make_config(n, labels=labels, profile=args.profile, **overrides)
+            for n, labels in plan]
+
+
+def cmd_train(args) -> int:
+    configs = _train_configs(args)  # validates everything before any work
+    from cifar_core.data import load_dataset
+    from cifar_core.runs.store import RunWriter
+    from cifar_core.training.pipeline import execute_run
+
+    dataset = load_dataset(args.data, show_progress=True)
+    verbose = 1 if sys.stdout.isatty() else 0
+    for config in configs:
+        print(f"== model {config.model} ({config.labels}, profile {config.profile}) ==",
+              flush=True)
+        writer = RunWriter(args.run_dir) if args.run_dir and len(configs) == 1 else None
+        writer = execute_run(config, dataset=dataset, artifacts=args.artifacts, writer=writer,
+                             verbose=verbose, log=lambda line: print(line, flush=True))
+        metrics = (writer.path / "metrics.json").read_text()
+        headline = json.loads(metrics)
+        print(f"test top-1 {headline['test_top1']:.4f}  top-5 {headline['test_top5']:.4f}"
+              + (f"  superclass {headline['test_superclass_top1']:.4f}"
+                 if headline.get("test_superclass_top1") is not None else ""), flush=True)
+        print(writer.path, flush=True)
+    return 0
+
+
+def run_summary(record) -> dict:
+    metrics = record.metrics or {}
+    training = metrics.get("training") or {}
+    config = record.config or {}
+    return {
+        "run_id": record.run_id,
+        "path": str(record.path),
+        "status": record.status,
+        "model": record.model_number,
+        "labels": record.label_set,
+        "profile": config.get("profile"),
+        "dataset": (config.get("dataset") or {}).get("name"),
+        "epochs_run": training.get("epochs_run"),
+        "training_seconds": training.get("training_seconds"),
+        "test_top1": metrics.get("test_top1"),
+        "test_top5": metrics.get("test_top5"),
+        "test_superclass_top1": metrics.get("test_superclass_top1"),
+        "created_at": record.run.get("created_at"),
+        "error": record.run.get("error"),
+        "problems": record.problems,
+    }
+
+
+def cmd_runs(args) -> int:
+    from cifar_core.runs.store import list_runs
+
+    summaries = [run_summary(r) for r in list_runs(args.artifacts)]
+    if args.json:
+        print(json.dumps(summaries, indent=2))
+        return 0
+    if not summaries:
+        print(f"no runs under {settings.artifacts_dir(args.artifacts)}")
+        return 0
+
+    def pct(value):
+        return f"{100 * value:5.1f}%" if isinstance(value, (int, float)) else "    -"
+
+    print(f"{'run id':34} {'status':10} {'model':>5} {'labels':6} {'epochs':>6} "
+          f"{'top-1':>6} {'top-5':>6} {'super':>6}")
+    for s in summaries:
+        print(f"{s['run_id']:34} {s['status']:10} {s['model'] or '-':>5} "
+              f"{s['labels'] or '-':6} {s['epochs_run'] or '-':>6} {pct(s['test_top1']):>6} "
+              f"{pct(s['test_top5']):>6} {pct(s['test_superclass_top1']):>6}"
+              + (f"  ({'; '.join(s['problems'])})" if s["problems"] else ""))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from cifar_core.data.images import load_image_array
+    from cifar_core.errors import ImageError
+    from cifar_core.inference import Classifier
+    from cifar_core.runs.store import resolve_run_ref
+
+    classifier = Classifier(resolve_run_ref(args.run, args.artifacts))
+    results, failures = [], 0
+    for file in args.images:
+        try:
+            image = load_image_array(file)
+        except ImageError as exc:
+            failures += 1
+            print(f"error: {exc}", file=sys.stderr)
+            results.append({"file": file, "error": str(exc)})
+            continue
+        prediction = classifier.predict(image, top=args.top)[0]
+        results.append({"file": file, "superclass": prediction.superclass,
+                        "top": [{"class": c, "probability": round(p, 6)} for c, p in
+                                zip(prediction.classes, prediction.probabilities, strict=True)]})
+        if not args.json:
+            ranked = ", ".join(f"{c} {100 * p:.1f}%" for c, p in
+                               zip(prediction.classes, prediction.probabilities, strict=True))
+            superclass = f"  [superclass: {prediction.superclass}]" if prediction.superclass \
+                else ""
+            print(f"{file}: {ranked}{superclass}")
+    if args.json:
+        print(json.dumps({"run": classifier.run_id, "results": results}, indent=2))
+    return EXIT_PARTIAL if failures else 0
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CifarCoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

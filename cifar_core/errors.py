@@ -1,0 +1,29 @@
+"""Exceptions with messages meant for the user (CLI prints them, the app shows them)."""
+
+
+class CifarCoreError(Exception):
+    """Base class: an error the user can act on; its message says what and how."""
+
+
+class DataError(CifarCoreError):
+    """A data set is missing, unreadable, corrupted or inconsistent."""
+
+
+class UnsafePickleError(DataError):
+    """A pickle asked to call something outside the allow-list; nothing was executed."""
+
+
+class ImageError(CifarCoreError):
+    """A file is not a usable image (not an image, truncated, too large...)."""
+
+
+class ConfigError(CifarCoreError):
+    """A training or CLI value is out of range; refused before any work starts."""
+
+
+class BackboneWeightsError(CifarCoreError):
+    """The MobileNet weights could not be downloaded or loaded."""
+
+
+class RunFolderError(CifarCoreError):
+    """A run folder is missing, unreadable, of another schema version, or outside the root."""

@@ -1,0 +1,109 @@
+"""Training configuration: the report's protocol as the ``seed`` profile, plus overrides.
+
+Every value is validated here, before any data is loaded or any model built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+
+from cifar_core.errors import ConfigError
+from cifar_core.models.specs import ModelSpec, get_spec
+
+LABEL_SETS = ("fine", "coarse")
+DEFAULT_SEED = 42  # one global seed for Python, NumPy and TensorFlow, as in the report
+
+PROFILES: dict[str, dict] = {
+    # The report's protocol: up to 50 epochs, batch 50, early stopping on validation loss
+    # with patience 3, keeping the best weights.
+    "seed": {"epochs": 50, "batch_size": 50, "patience": 3},
+    # Demos and smoke runs: a few epochs, larger batches.
+    "quick": {"epochs": 3, "batch_size": 128, "patience": 3},
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """What one training run does; saved in ``config.json``."""
+
+    model: int
+    labels: str = "fine"
+    profile: str = "seed"
+    epochs: int = 50
+    batch_size: int = 50
+    patience: int = 3  # early stopping on val_loss; best weights restored
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"
+    seed: int = DEFAULT_SEED
+    validation_fraction: float = 0.2
+    freeze_base: bool = False  # backbone models only: the frozen feature-extractor variant
+    backbone_weights: str | None = None  # "imagenet", a file path, or None (random init)
+    hidden_units: tuple[int, ...] | None = None  # override the spec's head (model 7's search)
+    dropout: float | None = None
+
+    def spec(self) -> ModelSpec:
+        """The model spec with this config's head and freezing applied."""
+        spec = get_spec(self.model)
+        changes = {}
+        if self.hidden_units is not None:
+            changes["hidden_units"] = tuple(self.hidden_units)
+        if self.dropout is not None:
+            changes["dropout"] = self.dropout
+        if self.freeze_base:
+            changes["freeze_backbone"] = True
+        return replace(spec, **changes) if changes else spec
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        if self.hidden_units is not None:
+            data["hidden_units"] = list(self.hidden_units)
+        return data
+
+
+def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
+                **overrides) -> TrainConfig:
+    """Resolve a profile plus overrides (None values are ignored) into a checked config."""
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    spec = get_spec(model)
+    known = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ConfigError(f"unknown settings: {sorted(unknown)}")
+    values = {"learning_rate": spec.learning_rate, "optimizer": spec.optimizer,
+              **PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+    config = TrainConfig(model=spec.number, labels=labels, profile=profile, **values)
+    validate_config(config)
+    return config
+
+
+def validate_config(config: TrainConfig, *, num_train: int | None = None) -> None:
+    """Refuse out-of-range values with a message naming the setting."""
+    if config.labels not in LABEL_SETS:
+        raise ConfigError(f"unknown label set {config.labels!r}; choose fine or coarse")
+    for name in ("epochs", "batch_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name.replace('_', '-')} must be a positive integer, got {value!r}")
+    if config.epochs > 10_000:
+        raise ConfigError(f"epochs must be at most 10000, got {config.epochs}")
+    if not isinstance(config.patience, int) or config.patience < 0:
+        raise ConfigError(f"patience must be a non-negative integer, got {config.patience!r}")
+    if not (isinstance(config.learning_rate, (int, float)) and 0 < config.learning_rate <= 1):
+        raise ConfigError(f"learning rate must lie in (0, 1], got {config.learning_rate!r}")
+    if config.optimizer not in ("adam", "sgd", "rmsprop", "adamw"):
+        raise ConfigError(f"unknown optimizer {config.optimizer!r}")
+    if not isinstance(config.seed, int) or not 0 <= config.seed < 2**32:
+        raise ConfigError(f"seed must be an integer in [0, 2**32), got {config.seed!r}")
+    if not 0 < config.validation_fraction < 1:
+        raise ConfigError("validation fraction must lie in (0, 1)")
+    if config.dropout is not None and not 0 <= config.dropout < 1:
+        raise ConfigError(f"dropout must lie in [0, 1), got {config.dropout}")
+    if config.hidden_units is not None and any(u < 1 for u in config.hidden_units):
+        raise ConfigError("hidden units must be positive")
+    if config.freeze_base and config.spec().stem != "mobilenet":
+        raise ConfigError(f"--freeze-base only applies to backbone models, not model "
+                          f"{config.model}")
+    if num_train is not None and config.batch_size > num_train:
+        raise ConfigError(f"batch size {config.batch_size} is larger than the {num_train} "
+                          "training images")

@@ -1,0 +1,98 @@
+"""``evaluate()``: test-set metrics for every model, fine and superclass."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+from cifar_core.data.dataset import Dataset
+from cifar_core.training.train import labels_for, output_class_names
+
+TOP_K = 5  # predictions.npz keeps the top 5 classes and probabilities per test image
+
+
+@dataclass
+class Evaluation:
+    metrics: dict  # the content of metrics.json
+    predictions: dict[str, np.ndarray]  # the arrays of predictions.npz
+
+
+def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
+    k = min(k, probs.shape[1])
+    top = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    return float(np.mean(np.any(top == y_true[:, None], axis=1)))
+
+
+def predict_probabilities(model: keras.Model, images: np.ndarray,
+                          batch_size: int = 500) -> np.ndarray:
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+
+
+def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine") -> Evaluation:
+    """Top-1/top-5, superclass accuracy, per-class metrics, confusion matrices, predictions.
+
+    Superclass accuracy: for fine-label models, each fine prediction is mapped to its
+    superclass; for coarse-label models, it is their own top-1.
+    """
+    start = time.perf_counter()
+    probs = predict_probabilities(model, dataset.x_test)
+    y_true = labels_for(dataset, label_set, "test")
+    names = output_class_names(dataset, label_set)
+    num_outputs = len(names)
+    if probs.shape[1] != num_outputs:
+        raise ValueError(f"model has {probs.shape[1]} outputs, the {label_set} labels of "
+                         f"{dataset.name} have {num_outputs} classes")
+    y_pred = probs.argmax(axis=1)
+    order = np.argsort(-probs, axis=1)[:, :TOP_K]
+
+    # Superclass view (None when the data set has none).
+    output_to_super = None
+    confusion_super = None
+    super_top1 = None
+    if dataset.has_superclasses:
+        output_to_super = (dataset.fine_to_coarse if label_set == "fine"
+                           else np.arange(len(dataset.superclass_names)))
+        true_super = output_to_super[y_true]
+        pred_super = output_to_super[y_pred]
+        super_top1 = float(np.mean(true_super == pred_super))
+        confusion_super = confusion_matrix(true_super, pred_super,
+                                           labels=np.arange(len(dataset.superclass_names)))
+
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=np.arange(num_outputs), zero_division=0)
+    per_class = []
+    for i, name in enumerate(names):
+        per_class.append({
+            "index": i, "class": name,
+            "superclass": (dataset.superclass_names[output_to_super[i]]
+                           if output_to_super is not None else None),
+            "precision": round(float(precision[i]), 6), "recall": round(float(recall[i]), 6),
+            "f1": round(float(f1[i]), 6), "support": int(support[i]),
+        })
+    metrics = {
+        "label_set": label_set,
+        "num_test": len(y_true),
+        "class_names": names,
+        "superclass_names": list(dataset.superclass_names) if dataset.has_superclasses else None,
+        "output_to_superclass": output_to_super.tolist() if output_to_super is not None else None,
+        "test_top1": float(np.mean(y_pred == y_true)),
+        "test_top5": top_k_accuracy(probs, y_true, TOP_K),
+        "test_superclass_top1": super_top1,
+        "per_class": per_class,
+        "confusion": confusion_matrix(y_true, y_pred, labels=np.arange(num_outputs)).tolist(),
+        "confusion_superclass": confusion_super.tolist() if confusion_super is not None else None,
+        "evaluation_seconds": round(time.perf_counter() - start, 3),
+    }
+    predictions = {
+        "test_index": np.arange(len(y_true), dtype=np.int32),
+        "y_true": y_true.astype(np.int16),
+        "y_pred": y_pred.astype(np.int16),
+        "top_classes": order.astype(np.int16),
+        "top_probs": np.take_along_axis(probs, order, axis=1).astype(np.float32),
+        "probs": probs.astype(np.float16),
+    }
+    return Evaluation(metrics=metrics, predictions=predictions)

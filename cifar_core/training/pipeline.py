@@ -1,0 +1,147 @@
+"""One training run end to end, recorded in a run folder: the path the CLI and jobs take.
+
+load data -> write config -> train (history + heartbeat) -> evaluate -> save model,
+predictions, metrics -> status ``completed``. Any error marks the run ``failed`` with its
+message; SIGTERM or Ctrl-C marks it ``stopped``. ``completed`` is written last, so a run
+that says completed has every file.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+import threading
+
+import numpy as np
+
+from cifar_core.data import load_dataset
+from cifar_core.data.dataset import Dataset
+from cifar_core.errors import CifarCoreError, ConfigError
+from cifar_core.models.backbone import weights_identity
+from cifar_core.runs.provenance import environment_info
+from cifar_core.runs.store import (
+    METRICS_FILE,
+    MODEL_FILE,
+    PREDICTIONS_FILE,
+    RunWriter,
+)
+from cifar_core.training.config import TrainConfig, validate_config
+from cifar_core.training.evaluate import evaluate
+from cifar_core.training.train import train
+
+
+class RunStopped(Exception):
+    """The user asked the run to stop (SIGTERM from the app's Stop button, or Ctrl-C)."""
+
+
+def _raise_stopped(signum, frame):
+    raise RunStopped(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def run_prefix(config: TrainConfig) -> str:
+    return f"m{config.model}-{config.labels}"
+
+
+def describe_config(config: TrainConfig, dataset: Dataset) -> dict:
+    spec = config.spec()
+    return {
+        "model": spec.to_dict(),
+        "labels": config.labels,
+        "profile": config.profile,
+        "hyperparameters": config.to_dict(),
+        "seed": config.seed,
+        "dataset": dataset.identity(),
+        "backbone_weights": weights_identity(config.backbone_weights)
+        if spec.stem == "mobilenet" else None,
+        "environment": environment_info(),
+    }
+
+
+def execute_run(config: TrainConfig, *, data: str | None = None,
+                dataset: Dataset | None = None, artifacts: str | None = None,
+                writer: RunWriter | None = None, verbose: int = 0,
+                log: Callable[[str], None] = print) -> RunWriter:
+    """Train and evaluate ``config`` into a run folder; return its writer (``.path``).
+
+    Give ``dataset`` to reuse one already in memory (``--all``), or ``data`` to load one.
+    ``writer`` adopts a folder created earlier (a queued job); else a new one is claimed.
+    """
+    validate_config(config)
+    writer = writer or RunWriter.create(artifacts, run_prefix(config), status="running")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous_handler = signal.signal(signal.SIGTERM, _raise_stopped) if in_main_thread else None
+    writer.set_status("running")
+    writer.start_heartbeat()
+    try:
+        writer.set_progress(phase="loading data")
+        writer.flush()
+        if dataset is None:
+            dataset = load_dataset(data)
+        if config.labels == "coarse" and not dataset.has_superclasses:
+            raise ConfigError(f"data set {dataset.name} has no superclasses; use --labels fine")
+        writer.write_json("config.json", describe_config(config, dataset))
+        if config.spec().hyperparameter_search:
+            from cifar_core.search import run_model7_search  # model 7 only: keras-tuner
+
+            config = run_model7_search(config, dataset, writer=writer, log=log)
+            writer.write_json("config.json", describe_config(config, dataset))
+
+        history: list[dict] = []
+        started = time.perf_counter()
+
+        def on_epoch(row: dict, epochs: int) -> None:
+            history.append(row)
+            writer.write_history(history)
+            elapsed = time.perf_counter() - started
+            eta = elapsed / row["epoch"] * (epochs - row["epoch"])
+            writer.set_progress(phase="training", epoch=row["epoch"], epochs=epochs,
+                                step=0, eta_seconds=round(eta, 1), last=row)
+            writer.flush()
+            log(f"epoch {row['epoch']}/{epochs}: loss {row.get('loss', float('nan')):.4f} "
+                f"acc {row.get('accuracy', float('nan')):.4f} "
+                f"val_loss {row.get('val_loss', float('nan')):.4f} "
+                f"val_acc {row.get('val_accuracy', float('nan')):.4f} ({row['seconds']:.1f}s)")
+
+        def on_batch(step: int, steps: int) -> None:
+            writer.set_progress(phase="training", step=step, steps=steps,
+                                epoch=len(history) + 1, epochs=config.epochs)
+
+        writer.set_progress(phase="training", epoch=1, epochs=config.epochs, step=0)
+        result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch, verbose=verbose)
+        writer.set_progress(phase="evaluating")
+        writer.flush()
+        evaluation = evaluate(result.model, dataset, config.labels)
+        metrics = {
+            **evaluation.metrics,
+            "training": {
+                "epochs_run": result.epochs_run,
+                "best_epoch": result.best_epoch,
+                "training_seconds": round(result.training_seconds, 3),
+                "images_per_second": round(result.images_per_second, 1),
+                "num_train": result.num_train,
+                "num_validation": len(result.split.val_idx),
+            },
+        }
+        writer.set_progress(phase="saving")
+        writer.save_file(MODEL_FILE, lambda p: result.model.save(p))
+        writer.save_file(PREDICTIONS_FILE, lambda p: np.savez_compressed(
+            p, **evaluation.predictions))
+        writer.write_history(result.history)
+        writer.write_json(METRICS_FILE, metrics)
+        writer.set_progress(phase="done")
+        writer.set_status("completed")
+        return writer
+    except (RunStopped, KeyboardInterrupt) as exc:
+        writer.set_status("stopped", error=str(exc) or "stopped by the user")
+        raise
+    except CifarCoreError as exc:
+        writer.set_status("failed", error=str(exc))
+        raise
+    except Exception as exc:
+        writer.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+    finally:
+        writer.stop_heartbeat()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)

@@ -1,0 +1,114 @@
+"""``train()``: the one training loop for every model (Keras ``fit`` with the report's protocol)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from cifar_core.data.dataset import Dataset, Split, stratified_split
+from cifar_core.models.builder import build_model, compile_model
+from cifar_core.training.config import TrainConfig, validate_config
+from cifar_core.training.seeding import set_global_seed
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model
+    history: list[dict]  # one dict per epoch, the columns of history.csv
+    epochs_run: int
+    best_epoch: int
+    training_seconds: float
+    num_train: int
+    split: Split
+
+    @property
+    def images_per_second(self) -> float:
+        return self.num_train * self.epochs_run / max(self.training_seconds, 1e-9)
+
+
+def labels_for(dataset: Dataset, label_set: str, which: str = "train") -> np.ndarray:
+    """Fine labels, or superclass labels for ``label_set == "coarse"``."""
+    fine = dataset.y_train if which == "train" else dataset.y_test
+    if label_set == "fine":
+        return fine
+    if not dataset.has_superclasses:
+        raise ValueError(f"data set {dataset.name} has no superclasses; use --labels fine")
+    return dataset.fine_to_coarse[fine]
+
+
+def output_class_names(dataset: Dataset, label_set: str) -> list[str]:
+    return dataset.class_names if label_set == "fine" else list(dataset.superclass_names or [])
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    """Collects per-epoch rows with their duration and reports progress."""
+
+    def __init__(self, epochs: int, steps: int, on_epoch=None, on_batch=None):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps
+        self.rows: list[dict] = []
+        self._on_epoch, self._on_batch = on_epoch, on_batch
+        self._epoch_start = 0.0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._on_batch:
+            self._on_batch(batch + 1, self.steps)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        row = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - self._epoch_start, 3)}
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            if key in logs:
+                row[key] = float(logs[key])
+        self.rows.append(row)
+        if self._on_epoch:
+            self._on_epoch(row, self.epochs)
+
+
+def train(config: TrainConfig, dataset: Dataset, *,
+          on_epoch: Callable[[dict, int], None] | None = None,
+          on_batch: Callable[[int, int], None] | None = None,
+          verbose: int = 0) -> TrainResult:
+    """Train ``config.model`` on the training split, validating on the held-out 20%.
+
+    The report's protocol: Adam, sparse categorical cross-entropy, early stopping on
+    validation loss (patience ``config.patience``) restoring the best weights, one seed.
+    """
+    split = stratified_split(dataset.y_train, seed=config.seed,
+                             validation_fraction=config.validation_fraction)
+    validate_config(config, num_train=len(split.train_idx))
+    set_global_seed(config.seed)
+    y_all = labels_for(dataset, config.labels)
+    x_train, y_train = dataset.x_train[split.train_idx], y_all[split.train_idx]
+    x_val, y_val = dataset.x_train[split.val_idx], y_all[split.val_idx]
+    num_outputs = dataset.num_classes if config.labels == "fine" else len(
+        dataset.superclass_names)
+
+    model = build_model(config.spec(), num_outputs, backbone_weights=config.backbone_weights,
+                        seed=config.seed)
+    compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
+
+    steps = int(np.ceil(len(x_train) / config.batch_size))
+    recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)
+    callbacks = [recorder]
+    early = None
+    if config.patience > 0:
+        early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
+                                              restore_best_weights=True)
+        callbacks.append(early)
+    start = time.perf_counter()
+    model.fit(x_train, y_train, validation_data=(x_val, y_val), epochs=config.epochs,
+              batch_size=config.batch_size, shuffle=True, callbacks=callbacks, verbose=verbose)
+    seconds = time.perf_counter() - start
+    rows = recorder.rows
+    val_losses = [r.get("val_loss", np.inf) for r in rows]
+    best_epoch = int(np.argmin(val_losses)) + 1 if rows else 0
+    return TrainResult(model=model, history=rows, epochs_run=len(rows), best_epoch=best_epoch,
+                       training_seconds=seconds, num_train=len(x_train), split=split)

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny official-format data sets and run folders made by real training."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from cifar_archives import write_cifar100_archive, write_image_folder  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CIFAR_CORE_SHARED", REPO_ROOT.parent / "shared"))
+SHARED_IMAGES = SHARED / "data" / "cifar10-images.tar.gz"
+SHARED_WEIGHTS_V1 = SHARED / "weights" / "mobilenet_v1_1.0_imagenet_notop.weights.h5"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_environment(tmp_path_factory):
+    """Keep tests away from the user's caches and artifacts."""
+    base = tmp_path_factory.mktemp("env")
+    saved = {k: os.environ.get(k) for k in ("CIFAR_CORE_CACHE", "KERAS_HOME",
+                                            "CIFAR_CORE_ARTIFACTS", "CIFAR_CORE_DATA")}
+    os.environ["CIFAR_CORE_CACHE"] = str(base / "cache")
+    os.environ["KERAS_HOME"] = str(base / "keras")
+    os.environ["CIFAR_CORE_ARTIFACTS"] = str(base / "artifacts")
+    os.environ.pop("CIFAR_CORE_DATA", None)
+    yield base
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar100(tmp_path_factory) -> Path:
+    """A CIFAR-100 archive in the official format: 500 train and 200 test images."""
+    return write_cifar100_archive(tmp_path_factory.mktemp("data") / "cifar-100-python.tar.gz")
+
+
+@pytest.fixture(scope="session")
+def tiny_image_folder(tmp_path_factory) -> Path:
+    """An image-folder data set with superclasses, 3 classes, as a folder."""
+    return write_image_folder(tmp_path_factory.mktemp("folder"),
+                              superclasses={"cat": "animal", "dog": "animal",
+                                            "ship": "vehicle"})
+
+
+@pytest.fixture(scope="session")
+def fixture_runs(tmp_path_factory, tiny_cifar100) -> Path:
+    """An artifacts folder with completed runs made by the real pipeline on tiny data:
+    models 1 and 5 (fine) and model 1 (coarse), one epoch each. Treat as read-only."""
+    from cifar_core.data import load_dataset
+    from cifar_core.training.config import make_config
+    from cifar_core.training.pipeline import execute_run
+
+    artifacts = tmp_path_factory.mktemp("fixture_artifacts")
+    dataset = load_dataset(tiny_cifar100)
+    for model, labels in ((1, "fine"), (5, "fine"), (1, "coarse")):
+        config = make_config(model, labels=labels, profile="quick", epochs=1, batch_size=32)
+        execute_run(config, dataset=dataset, artifacts=str(artifacts), log=lambda _: None)
+    return artifacts
+
+
+def require_shared(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the ../shared assets (see DEVELOPERS.md) are needed")
+    return path
