@@ -13,8 +13,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
 
-from cifar_core import settings  # noqa: E402
-from cifar_core.errors import CifarCoreError  # noqa: E402
+from cifar_core import settings
+from cifar_core.errors import CifarCoreError
 
 EXIT_ERROR = 2  # bad input or a failed run
 EXIT_PARTIAL = 1  # predict: some files could not be classified

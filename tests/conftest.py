@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cifar_archives import write_cifar100_archive, write_image_folder  # noqa: E402
+from cifar_archives import write_cifar100_archive, write_image_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CIFAR_CORE_SHARED", REPO_ROOT.parent / "shared"))

@@ -20,6 +20,7 @@ A ``running`` run whose heartbeat is older than ``HEARTBEAT_STALE_SECONDS`` is r
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -180,10 +181,9 @@ class RunWriter:
     def start_heartbeat(self, interval: float = HEARTBEAT_SECONDS) -> None:
         def beat():
             while not self._stop_heartbeat.wait(interval):
-                try:
+                # A full disk must not kill training; the next beat retries.
+                with contextlib.suppress(OSError):
                     self.flush()
-                except OSError:
-                    pass  # a full disk must not kill training; the next beat retries
 
         self._heartbeat = threading.Thread(target=beat, name="run-heartbeat", daemon=True)
         self._heartbeat.start()

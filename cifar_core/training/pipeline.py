@@ -9,9 +9,9 @@ that says completed has every file.
 from __future__ import annotations
 
 import signal
+import threading
 import time
 from collections.abc import Callable
-import threading
 
 import numpy as np
 

@@ -1,0 +1,84 @@
+"""The seven specs and the one builder."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import keras
+import pytest
+from conftest import SHARED_WEIGHTS_V1, require_shared
+
+from cifar_core.errors import BackboneWeightsError, ConfigError
+from cifar_core.models import SPECS, get_spec
+from cifar_core.models.builder import build_model
+
+IDENTITY_FIELDS = {"number", "title", "change"}
+
+
+def _layers_of(model: keras.Model, kind) -> list:
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+def test_each_model_is_the_previous_plus_exactly_one_change():
+    for number in range(2, 8):
+        before, after = SPECS[number - 1], SPECS[number]
+        changed = {f.name for f in fields(before)
+                   if getattr(before, f.name) != getattr(after, f.name)} - IDENTITY_FIELDS
+        assert len(changed) == 1, (number, changed)
+
+
+@pytest.mark.parametrize("number", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("num_classes", [100, 20])
+def test_small_models_have_the_layers_of_their_spec(number, num_classes):
+    spec = get_spec(number)
+    model = build_model(spec, num_classes)
+    assert model.output_shape == (None, num_classes)
+    conv = _layers_of(model, keras.layers.Conv2D)
+    assert [(c.filters, c.kernel_size) for c in conv] == [(10, (2, 2))]
+    assert len(_layers_of(model, keras.layers.MaxPooling2D)) == 1
+    dense = _layers_of(model, keras.layers.Dense)
+    assert [d.units for d in dense] == [*spec.hidden_units, num_classes]
+    assert all(d.activation.__name__ == "relu" for d in dense[:-1])
+    assert dense[-1].activation.__name__ == "softmax"
+    dropouts = _layers_of(model, keras.layers.Dropout)
+    assert [d.rate for d in dropouts] == ([0.2] * len(spec.hidden_units) if number >= 4 else [])
+    assert bool(_layers_of(model, keras.layers.RandomFlip)) == (number >= 5)
+
+
+@pytest.mark.parametrize("number", [6, 7])
+def test_mobilenet_models_reuse_the_base_and_keep_the_head(number):
+    model = build_model(get_spec(number), 100, backbone_weights=None)
+    assert model.output_shape == (None, 100)
+    base = model.get_layer("mobilenet_1.00_32")
+    assert base.trainable  # fine-tuned, as the report did
+    assert base.output_shape == (None, 1, 1, 1024)
+    assert [d.units for d in _layers_of(model, keras.layers.Dense)] == [128, 64, 100]
+    assert _layers_of(model, keras.layers.RandomFlip)
+
+
+def test_frozen_variant_freezes_only_the_base():
+    from dataclasses import replace
+
+    model = build_model(replace(get_spec(6), freeze_backbone=True), 20, backbone_weights=None)
+    assert not model.get_layer("mobilenet_1.00_32").trainable
+    assert model.get_layer("classifier").trainable
+
+
+@pytest.mark.shared
+def test_mobilenet_loads_the_shared_imagenet_weights():
+    weights = require_shared(SHARED_WEIGHTS_V1)
+    model = build_model(get_spec(6), 100, backbone_weights=str(weights))
+    random = build_model(get_spec(6), 100, backbone_weights=None)
+    first = model.get_layer("mobilenet_1.00_32").get_layer("conv1").get_weights()[0]
+    other = random.get_layer("mobilenet_1.00_32").get_layer("conv1").get_weights()[0]
+    assert first.shape == other.shape and abs(first - other).max() > 1e-3
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path):
+    with pytest.raises(BackboneWeightsError, match="--backbone-weights"):
+        build_model(get_spec(6), 100, backbone_weights=str(tmp_path / "nope.weights.h5"))
+
+
+def test_unknown_model_number_is_refused():
+    with pytest.raises(ConfigError, match="unknown model 99"):
+        get_spec(99)

@@ -1,0 +1,120 @@
+"""train(), evaluate() and the run pipeline on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cifar_core.data import load_dataset
+from cifar_core.errors import ConfigError
+from cifar_core.runs.store import load_run, read_history
+from cifar_core.training.config import make_config
+from cifar_core.training.evaluate import evaluate, top_k_accuracy
+from cifar_core.training.pipeline import execute_run
+from cifar_core.training.train import train
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_cifar100):
+    return load_dataset(tiny_cifar100)
+
+
+def test_same_seed_gives_identical_metrics(tmp_path, tiny):
+    # Model 5 exercises every random part: init, shuffling, dropout and flips.
+    config = make_config(5, profile="quick", epochs=2, batch_size=50, seed=3)
+    first = execute_run(config, dataset=tiny, artifacts=str(tmp_path), log=lambda _: None)
+    second = execute_run(config, dataset=tiny, artifacts=str(tmp_path), log=lambda _: None)
+    assert first.path != second.path
+    a = json.loads((first.path / "metrics.json").read_text())
+    b = json.loads((second.path / "metrics.json").read_text())
+    assert a["test_top1"] == b["test_top1"] and a["confusion"] == b["confusion"]
+    losses_a = [r["loss"] for r in read_history(first.path)]
+    losses_b = [r["loss"] for r in read_history(second.path)]
+    assert losses_a == losses_b
+    other = execute_run(make_config(5, profile="quick", epochs=2, batch_size=50, seed=4),
+                        dataset=tiny, artifacts=str(tmp_path), log=lambda _: None)
+    assert [r["loss"] for r in read_history(other.path)] != losses_a
+
+
+def test_run_folder_is_complete_and_reads_back(tmp_path, tiny):
+    writer = execute_run(make_config(2, profile="quick", epochs=2, batch_size=64), dataset=tiny,
+                         artifacts=str(tmp_path), log=lambda _: None)
+    record = load_run(writer.path)
+    assert record.status == "completed" and record.problems == []
+    assert record.config["model"]["hidden_units"] == [128]
+    assert record.config["dataset"]["sha256"] == tiny.content_hash
+    assert record.config["environment"]["packages"]["tensorflow"]
+    assert record.config["seed"] == 42
+    metrics = record.metrics
+    assert 0 <= metrics["test_top1"] <= metrics["test_top5"] <= 1
+    assert metrics["test_superclass_top1"] >= metrics["test_top1"]
+    assert len(metrics["per_class"]) == 100 and np.array(metrics["confusion"]).shape == (100, 100)
+    assert np.array(metrics["confusion"]).sum() == 200
+    assert np.array(metrics["confusion_superclass"]).shape == (20, 20)
+    assert metrics["training"]["epochs_run"] == 2
+    with np.load(writer.path / "predictions.npz") as npz:
+        assert npz["top_classes"].shape == (200, 5) and npz["probs"].shape == (200, 100)
+        assert (np.diff(npz["top_probs"], axis=1) <= 1e-6).all()
+    assert [row["epoch"] for row in read_history(writer.path)] == [1.0, 2.0]
+
+
+def test_coarse_labels_train_a_20_way_model(tmp_path, tiny):
+    writer = execute_run(make_config(1, labels="coarse", profile="quick", epochs=1),
+                         dataset=tiny, artifacts=str(tmp_path), log=lambda _: None)
+    metrics = load_run(writer.path).metrics
+    assert len(metrics["class_names"]) == 20 and metrics["label_set"] == "coarse"
+    assert metrics["test_superclass_top1"] == metrics["test_top1"]
+
+
+def test_early_stopping_restores_the_best_epoch(tiny):
+    config = make_config(1, profile="quick", epochs=40, batch_size=100, patience=1,
+                         learning_rate=0.5)  # a huge rate makes val_loss rise quickly
+    result = train(config, tiny)
+    assert result.epochs_run < 40
+    assert result.best_epoch == result.epochs_run - 1
+    assert result.images_per_second > 0
+
+
+def test_top_k_accuracy():
+    probs = np.array([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2], [0.2, 0.5, 0.3]])
+    y = np.array([2, 1, 0])
+    assert top_k_accuracy(probs, y, 1) == pytest.approx(1 / 3)
+    assert top_k_accuracy(probs, y, 2) == pytest.approx(2 / 3)
+    assert top_k_accuracy(probs, y, 5) == 1.0
+
+
+def test_evaluate_maps_fine_predictions_to_superclasses(tiny):
+    class Oracle:
+        """Predicts the true class's neighbour in the same superclass (fine wrong, super right)."""
+
+        def predict(self, images, batch_size=None, verbose=0):
+            fine = tiny.y_test
+            wrong = (fine + 20) % 100  # same superclass: fine_to_coarse = index % 20
+            probs = np.full((len(images), 100), 1e-4, dtype=np.float32)
+            probs[np.arange(len(images)), wrong] = 1.0
+            return probs
+
+    metrics = evaluate(Oracle(), tiny).metrics
+    assert metrics["test_top1"] == 0.0 and metrics["test_superclass_top1"] == 1.0
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"epochs": 0}, "epochs"), ({"batch_size": -1}, "batch-size"),
+    ({"learning_rate": 0}, "learning rate"), ({"labels": "medium"}, "label set"),
+])
+def test_out_of_range_values_are_refused_up_front(overrides, message):
+    labels = overrides.pop("labels", "fine")
+    with pytest.raises(ConfigError, match=message):
+        make_config(1, labels=labels, **overrides)
+
+
+def test_batch_larger_than_the_data_is_refused_before_training(tiny):
+    with pytest.raises(ConfigError, match="larger than the 400 training images"):
+        train(make_config(1, batch_size=401, epochs=1), tiny)
+
+
+def test_freeze_base_only_for_backbone_models():
+    with pytest.raises(ConfigError, match="freeze-base"):
+        make_config(3, freeze_base=True)
