@@ -89,6 +89,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=_positive_int, default=5)
     predict.add_argument("--json", action="store_true")
     _add_common(predict)
+
+    bench = sub.add_parser("bench", help="train a list of models and record BENCHMARKS.md")
+    bench.add_argument("--data", metavar="PATH", help="as for train")
+    bench.add_argument("--models", default="1-5", help="e.g. 1-5, 1,3,6 (default 1-5)")
+    bench.add_argument("--labels", choices=("fine", "coarse"), default="fine")
+    bench.add_argument("--profile", choices=("seed", "quick"), default="seed")
+    bench.add_argument("--epochs", type=_positive_int)
+    bench.add_argument("--seed", type=_non_negative_int)
+    bench.add_argument("--backbone-weights", metavar="PATH")
+    bench.add_argument("--output", default="BENCHMARKS.md", help="file to update")
+    bench.add_argument("--section", help="name of the generated block (default from options)")
+    _add_common(bench)
     return parser
 
 
@@ -211,7 +223,35 @@ def cmd_predict(args) -> int:
     return EXIT_PARTIAL if failures else 0
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict}
+def cmd_bench(args) -> int:
+    from pathlib import Path
+
+    from cifar_core.bench import parse_model_list, render_markdown, run_benchmark, update_section
+    from cifar_core.training.config import DEFAULT_SEED
+
+    models = parse_model_list(args.models)
+    rows, dataset = run_benchmark(
+        models, data=args.data, profile=args.profile, labels=args.labels,
+        artifacts=args.artifacts, seed=args.seed,
+        backbone_weights=settings.backbone_weights(args.backbone_weights),
+        overrides={"epochs": args.epochs}, log=lambda line: print(line, flush=True))
+    command = "cifar-core bench " + " ".join(
+        part for part in (f"--models {args.models}", f"--profile {args.profile}",
+                          f"--labels {args.labels}" if args.labels != "fine" else "",
+                          f"--epochs {args.epochs}" if args.epochs else "") if part)
+    body = render_markdown(rows, dataset=dataset, profile=args.profile,
+                           seed=args.seed if args.seed is not None else DEFAULT_SEED,
+                           command=command, load_average=dataset.get("load_average"))
+    section = args.section or f"{dataset['name']}-{args.labels}-{args.profile}-m{args.models}"
+    update_section(Path(args.output), section,
+                   body, title=f"Models {args.models} on {dataset['name']} ({args.labels} "
+                               f"labels, {args.profile} profile)")
+    print(body)
+    print(f"updated {args.output} (section {section})")
+    return 0 if len(rows) == len(models) else EXIT_ERROR
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:
