@@ -8,6 +8,7 @@ that says completed has every file.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -17,7 +18,7 @@ import numpy as np
 
 from cifar_core.data import load_dataset
 from cifar_core.data.dataset import Dataset
-from cifar_core.errors import CifarCoreError, ConfigError
+from cifar_core.errors import CifarCoreError, ConfigError, RunFolderError
 from cifar_core.models.backbone import weights_identity
 from cifar_core.runs.provenance import environment_info
 from cifar_core.runs.store import (
@@ -37,6 +38,13 @@ class RunStopped(Exception):
 
 def _raise_stopped(signum, frame):
     raise RunStopped(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def _record_end(writer: RunWriter, status: str, error: str) -> None:
+    """Mark the run ended; if even that cannot be written (full disk), the stale heartbeat
+    makes readers show it as failed, so the original error is the one raised."""
+    with contextlib.suppress(OSError):
+        writer.set_status(status, error=error)
 
 
 def run_prefix(config: TrainConfig) -> str:
@@ -124,22 +132,26 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
             },
         }
         writer.set_progress(phase="saving")
-        writer.save_file(MODEL_FILE, lambda p: result.model.save(p))
-        writer.save_file(PREDICTIONS_FILE, lambda p: np.savez_compressed(
-            p, **evaluation.predictions))
-        writer.write_history(result.history)
-        writer.write_json(METRICS_FILE, metrics)
+        try:
+            writer.save_file(MODEL_FILE, lambda p: result.model.save(p))
+            writer.save_file(PREDICTIONS_FILE, lambda p: np.savez_compressed(
+                p, **evaluation.predictions))
+            writer.write_history(result.history)
+            writer.write_json(METRICS_FILE, metrics)  # the results file, written last
+        except OSError as exc:
+            raise RunFolderError(f"could not write the results into {writer.path}: "
+                                 f"{exc.strerror or exc}") from None
         writer.set_progress(phase="done")
         writer.set_status("completed")
         return writer
     except (RunStopped, KeyboardInterrupt) as exc:
-        writer.set_status("stopped", error=str(exc) or "stopped by the user")
+        _record_end(writer, "stopped", str(exc) or "stopped by the user")
         raise
     except CifarCoreError as exc:
-        writer.set_status("failed", error=str(exc))
+        _record_end(writer, "failed", str(exc))
         raise
     except Exception as exc:
-        writer.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        _record_end(writer, "failed", f"{type(exc).__name__}: {exc}")
         raise
     finally:
         writer.stop_heartbeat()
