@@ -7,6 +7,7 @@ are checked before any data is loaded or model built.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="MobileNet weights file (env "
                             f"{settings.ENV_BACKBONE_WEIGHTS}; default: ImageNet download)")
     train.add_argument("--run-dir", metavar="DIR", help=argparse.SUPPRESS)  # jobs: adopt folder
+    _add_search_flags(train)
+    train.add_argument("--resume", metavar="RUN",
+                       help="model 7: continue a stopped or failed run's search in its folder "
+                            "(same settings; --trials may grow)")
     _add_common(train)
 
     runs = sub.add_parser("runs", help="list runs with status and headline metrics")
@@ -101,7 +106,73 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--output", default="BENCHMARKS.md", help="file to update")
     bench.add_argument("--section", help="name of the generated block (default from options)")
     _add_common(bench)
+
+    tune = sub.add_parser(
+        "tune", help="model 7's search in keras-tuner's distributed mode (chief or worker)",
+        description="The chief serves the search's oracle and, once it is over, trains and "
+                    "evaluates the chosen model into a run folder; workers run the trials. "
+                    "Give every process the same data, weights, labels, seed and search "
+                    "settings.")
+    tune.add_argument("--role", choices=("chief", "worker"), required=True)
+    tune.add_argument("--tuner-id", metavar="NAME",
+                      help="this process's name, unique per worker (env KERASTUNER_TUNER_ID; "
+                           "the chief's default: chief)")
+    tune.add_argument("--oracle-ip", metavar="IP",
+                      help="the chief's address (env KERASTUNER_ORACLE_IP; default 127.0.0.1)")
+    tune.add_argument("--oracle-port", type=_port, metavar="PORT",
+                      help="the chief's port (env KERASTUNER_ORACLE_PORT)")
+    tune.add_argument("--min-workers", type=_positive_int, default=1,
+                      help="chief: hand out trials once this many workers have connected")
+    tune.add_argument("--labels", choices=("fine", "coarse"), default="fine")
+    tune.add_argument("--data", metavar="PATH", help="as for train (same data everywhere)")
+    tune.add_argument("--profile", choices=("seed", "quick"), default="seed")
+    tune.add_argument("--epochs", type=_positive_int, help="chief: the final training's epochs")
+    tune.add_argument("--batch-size", type=_positive_int,
+                      help="chief: the final training's batch size")
+    tune.add_argument("--patience", type=_non_negative_int)
+    tune.add_argument("--seed", type=_non_negative_int)
+    tune.add_argument("--freeze-base", action="store_true")
+    tune.add_argument("--backbone-weights", metavar="PATH")
+    tune.add_argument("--resume", metavar="RUN", help="chief: continue a stopped search")
+    _add_search_flags(tune)
+    _add_common(tune)
     return parser
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {value}")
+    return value
+
+
+def _add_search_flags(parser: argparse.ArgumentParser) -> None:
+    """Model 7's search settings (defaults: the report's protocol, see cifar_core.search)."""
+    group = parser.add_argument_group("model 7 search")
+    group.add_argument("--search-mode", choices=("auto", "cached", "full"),
+                       help="cached: trials train the head on cached frozen-base features, "
+                            "then the winner is fine-tuned; full: every trial fine-tunes the "
+                            "whole network (the report; for GPUs); auto (default): cached on "
+                            "CPU, full on GPU")
+    group.add_argument("--trials", type=_positive_int, help="stage 1 random trials (30)")
+    group.add_argument("--folds", type=_positive_int, help="cross-validation folds (3)")
+    group.add_argument("--search-epochs", type=_positive_int, help="stage 1 epochs (20)")
+    group.add_argument("--search-batch-size", type=_positive_int, help="stage 1 batch (250)")
+    group.add_argument("--grid-epochs", type=_positive_int,
+                       help="stage 2 epochs, with early stopping (50)")
+    group.add_argument("--grid-batch-size", type=_positive_int, help="stage 2 batch (50)")
+    group.add_argument("--grid-trials", type=_positive_int,
+                       help="at most this many stage 2 combinations (default: all)")
+    group.add_argument("--no-feature-cache", action="store_true",
+                       help="frozen base: compute its features on the fly instead of caching")
+
+
+def _search_overrides(args) -> dict:
+    return {"search_mode": args.search_mode, "search_trials": args.trials,
+            "search_folds": args.folds, "search_epochs": args.search_epochs,
+            "search_batch_size": args.search_batch_size, "grid_epochs": args.grid_epochs,
+            "grid_batch_size": args.grid_batch_size, "grid_trials": args.grid_trials,
+            "feature_cache": False if args.no_feature_cache else None}
 
 
 def _train_configs(args) -> list:
@@ -110,7 +181,8 @@ def _train_configs(args) -> list:
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
                  "patience": args.patience, "learning_rate": args.learning_rate,
                  "seed": args.seed, "freeze_base": args.freeze_base or None,
-                 "backbone_weights": settings.backbone_weights(args.backbone_weights)}
+                 "backbone_weights": settings.backbone_weights(args.backbone_weights),
+                 **_search_overrides(args)}
     if args.all:
         plan = [(n, "fine") for n in range(1, 8)]
         if args.with_coarse:
@@ -124,8 +196,33 @@ def _train_configs(args) -> list:
 
 def cmd_train(args) -> int:
     configs = _train_configs(args)  # validates everything before any work
+    queued_writer = None
+    if args.run_dir:  # a queued job's folder (cifar_core.jobs), checked before any work
+        from cifar_core.jobs.queue import adopt_queued_run
+
+        queued_writer = adopt_queued_run(args.run_dir, args.artifacts, runs=len(configs))
+    if args.resume:  # model 7: a stopped search, continued in its own folder
+        from cifar_core.search.run import adopt_for_resume
+
+        queued_writer = adopt_for_resume(args.resume, args.artifacts, configs)
+    # One training at a time on this machine: queued jobs hold the slot in their worker;
+    # a training typed in a terminal takes it here (and waits for a running job first).
+    slot = contextlib.nullcontext()
+    if not args.run_dir:
+        from cifar_core.jobs.queue import training_slot
+
+        slot = training_slot(args.artifacts, on_wait=_say_waiting)
+    with slot:
+        _train_configs_in_turn(args, configs, queued_writer)
+    return 0
+
+
+def _say_waiting() -> None:
+    print("waiting for the training that is running to finish (one at a time)...", flush=True)
+
+
+def _train_configs_in_turn(args, configs, queued_writer) -> None:
     from cifar_core.data import load_dataset
-    from cifar_core.runs.store import RunWriter
     from cifar_core.training.pipeline import execute_run
 
     dataset = load_dataset(args.data, show_progress=True)
@@ -133,8 +230,8 @@ def cmd_train(args) -> int:
     for config in configs:
         print(f"== model {config.model} ({config.labels}, profile {config.profile}) ==",
               flush=True)
-        writer = RunWriter(args.run_dir) if args.run_dir and len(configs) == 1 else None
-        writer = execute_run(config, dataset=dataset, artifacts=args.artifacts, writer=writer,
+        writer = execute_run(config, dataset=dataset, artifacts=args.artifacts,
+                             writer=queued_writer,
                              verbose=verbose, log=lambda line: print(line, flush=True))
         metrics = (writer.path / "metrics.json").read_text()
         headline = json.loads(metrics)
@@ -142,7 +239,6 @@ def cmd_train(args) -> int:
               + (f"  superclass {headline['test_superclass_top1']:.4f}"
                  if headline.get("test_superclass_top1") is not None else ""), flush=True)
         print(writer.path, flush=True)
-    return 0
 
 
 def run_summary(record) -> dict:
@@ -230,11 +326,14 @@ def cmd_bench(args) -> int:
     from cifar_core.training.config import DEFAULT_SEED
 
     models = parse_model_list(args.models)
-    rows, dataset = run_benchmark(
-        models, data=args.data, profile=args.profile, labels=args.labels,
-        artifacts=args.artifacts, seed=args.seed,
-        backbone_weights=settings.backbone_weights(args.backbone_weights),
-        overrides={"epochs": args.epochs}, log=lambda line: print(line, flush=True))
+    from cifar_core.jobs.queue import training_slot
+
+    with training_slot(args.artifacts, on_wait=_say_waiting):
+        rows, dataset = run_benchmark(
+            models, data=args.data, profile=args.profile, labels=args.labels,
+            artifacts=args.artifacts, seed=args.seed,
+            backbone_weights=settings.backbone_weights(args.backbone_weights),
+            overrides={"epochs": args.epochs}, log=lambda line: print(line, flush=True))
     command = "cifar-core bench " + " ".join(
         part for part in (f"--models {args.models}", f"--profile {args.profile}",
                           f"--labels {args.labels}" if args.labels != "fine" else "",
@@ -251,7 +350,50 @@ def cmd_bench(args) -> int:
     return 0 if len(rows) == len(models) else EXIT_ERROR
 
 
-COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "bench": cmd_bench}
+def cmd_tune(args) -> int:
+    from cifar_core.search import distributed
+    from cifar_core.training.config import make_config
+
+    distributed.configure_environment(args.role, tuner_id=args.tuner_id, ip=args.oracle_ip,
+                                      port=args.oracle_port)
+    config = make_config(
+        7, labels=args.labels, profile=args.profile, epochs=args.epochs,
+        batch_size=args.batch_size, patience=args.patience, seed=args.seed,
+        freeze_base=args.freeze_base or None,
+        backbone_weights=settings.backbone_weights(args.backbone_weights),
+        **_search_overrides(args))
+    resume_writer = None
+    if args.resume:
+        if args.role != "chief":
+            raise CifarCoreError("--resume is for the chief: workers keep no state")
+        from cifar_core.search.run import adopt_for_resume
+
+        resume_writer = adopt_for_resume(args.resume, args.artifacts, [config])
+    from cifar_core.data import load_dataset
+
+    dataset = load_dataset(args.data, show_progress=True)
+    if args.role == "worker":
+        from cifar_core.search import run_worker
+
+        count = run_worker(config, dataset, log=lambda line: print(line, flush=True))
+        print(f"worker {os.environ[distributed.ENV_TUNER_ID]}: ran {count} trial(s); the "
+              "search is over", flush=True)
+        return 0
+    from cifar_core.search.run import ENV_MIN_WORKERS
+    from cifar_core.training.pipeline import execute_run
+
+    os.environ[ENV_MIN_WORKERS] = str(args.min_workers)
+    writer = execute_run(config, dataset=dataset, artifacts=args.artifacts, writer=resume_writer,
+                         log=lambda line: print(line, flush=True))
+    headline = json.loads((writer.path / "metrics.json").read_text())
+    print(f"test top-1 {headline['test_top1']:.4f}  top-5 {headline['test_top5']:.4f}",
+          flush=True)
+    print(writer.path, flush=True)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "bench": cmd_bench,
+            "tune": cmd_tune}
 
 
 def main(argv: list[str] | None = None) -> int:

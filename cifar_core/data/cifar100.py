@@ -14,6 +14,7 @@ import os
 import tarfile
 import tempfile
 import urllib.request
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +36,14 @@ def is_cifar100_source(path: Path) -> bool:
     """True when ``path`` looks like the official archive or its extracted folder."""
     if path.is_dir():
         return (path / "meta").is_file() or (path / FOLDER_NAME / "meta").is_file()
-    if path.is_file() and tarfile.is_tarfile(path):
+    if path.is_file():
+        # Decided by the first member's top folder, without decompressing the data. A damaged
+        # archive is not recognised here; the image-folder loader then reports it by name.
         try:
             with tarfile.open(path, "r:*") as tar:
-                return any(m.name.rstrip("/").endswith(f"{FOLDER_NAME}/meta")
-                           or m.name == "meta" for m in tar.getmembers())
-        except (tarfile.TarError, OSError, EOFError):
+                first = tar.next()
+                return first is not None and first.name.strip("/").split("/")[0] == FOLDER_NAME
+        except (tarfile.TarError, OSError, EOFError, zlib.error):
             return False
     return False
 

@@ -86,12 +86,6 @@ def source_fingerprint(path: Path) -> str:
     return digest.hexdigest()
 
 
-def is_image_folder_source(path: Path) -> bool:
-    if path.is_dir():
-        return any((p / "train").is_dir() for p in (path, *path.iterdir()) if p.is_dir())
-    return path.is_file() and tarfile.is_tarfile(path)
-
-
 def _decode(path: Path, show_progress: bool) -> Dataset:
     entries = _iter_archive(path) if path.is_file() else _iter_folder(path)
     roots: set[tuple[str, ...]] = set()

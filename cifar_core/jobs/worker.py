@@ -1,0 +1,158 @@
+"""The process of one job: wait for its turn, then run ``cifar-core train ... --run-dir``.
+
+Started by ``cifar_core.jobs.queue`` as ``python -m cifar_core.jobs.worker <run folder>``,
+detached in its own session, holding the folder's ``job.lock`` (handed over already locked)
+until it exits. Its turn comes when no older queued job is alive and it can lock the
+training slot ``<artifacts>/jobs.lock``; it then runs the CLI in this same process, so the
+slot stays held while it trains and is released by the kernel when the process ends, even by
+SIGKILL.
+
+Every way out of here leaves the run with a final status: the CLI records running /
+completed / failed / stopped once it adopts the folder; before that (waiting, loading data,
+a bad argument) this module records ``stopped`` (SIGTERM) or ``failed`` (with the error).
+Only SIGKILL or a machine restart can leave a queued run behind, and
+``queue.resume_queued_jobs`` relaunches those.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from cifar_core.jobs import queue
+from cifar_core.runs.store import FINAL_STATUSES, RunWriter, now_iso
+
+POLL_SECONDS = 0.5  # how often a waiting job looks at the queue
+
+
+class JobStopped(BaseException):  # like KeyboardInterrupt: not an Exception
+    """SIGTERM arrived outside the training loop (waiting, starting up, loading data)."""
+
+
+def _raise_stopped(signum, frame):
+    raise JobStopped(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def log(message: str) -> None:
+    print(f"[{now_iso()}] {message}", flush=True)
+
+
+def _status(path: Path) -> str | None:
+    return (queue.read_run_record(path) or {}).get("status")
+
+
+def _jobs_ahead(path: Path, artifacts: Path) -> list[str]:
+    """Queued jobs submitted before this one whose process is alive."""
+    mine = queue.job_sort_key(queue.read_job_record(path) or {}, path)
+    ahead = []
+    for other in queue.job_folders(artifacts):
+        if other == path:
+            continue
+        job = queue.read_job_record(other)
+        if job is None or (queue.read_run_record(other) or {}).get("status") != "queued":
+            continue
+        if queue.job_sort_key(job, other) < mine and queue.process_alive(other):
+            ahead.append(other.name)
+    return ahead
+
+
+def wait_for_turn(path: Path, artifacts: Path) -> int | None:
+    """Block until this job may train; return the locked slot's fd (None: it was stopped)."""
+    slot = os.open(artifacts / queue.SLOT_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+                   0o666)
+    said = None
+    while True:
+        if _status(path) != "queued":
+            os.close(slot)
+            return None
+        ahead = _jobs_ahead(path, artifacts)
+        if not ahead:
+            try:
+                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return slot
+            except BlockingIOError:
+                pass
+        message = (f"waiting: {len(ahead)} job(s) ahead ({', '.join(ahead)})" if ahead
+                   else "waiting for the running training to finish")
+        if message != said:
+            log(message)
+            said = message
+        time.sleep(POLL_SECONDS)
+
+
+def _set_queue_fields(path: Path, **fields) -> None:
+    """Note when the job held the training slot in run.json (``queue``), and the phase
+    ``starting`` while the CLI loads (it marks the run running once it has adopted it)."""
+    writer = RunWriter(path)
+    writer.record["queue"] = {**(writer.record.get("queue") or {}), **fields}
+    if "slot_acquired_ts" in fields and writer.record.get("status") == "queued":
+        writer.record["progress"] = {**(writer.record.get("progress") or {}),
+                                     "phase": "starting"}
+    writer.flush()
+
+
+def _finish(path: Path, status: str, error: str) -> None:
+    writer = RunWriter(path)
+    if writer.record.get("status") not in FINAL_STATUSES:
+        writer.set_status(status, error=error)
+
+
+def run_job(path: Path) -> int:
+    """Wait for the slot, run the CLI, make sure the run ends with a final status."""
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    path = Path(path).resolve()
+    artifacts = path.parent.parent
+    slot = None
+    try:
+        job = queue.read_job_record(path)
+        if job is None:
+            raise queue.JobError(f"{path / queue.JOB_FILE}: missing or unreadable")
+        if _status(path) != "queued":
+            log(f"run {path.name} is {_status(path)}, not queued: nothing to do")
+            return 0
+        log(f"job {path.name} queued: {' '.join(job['command'])}")
+        slot = wait_for_turn(path, artifacts)
+        if slot is None:
+            log(f"job {path.name} was {_status(path)} before it started")
+            return 0
+        _set_queue_fields(path, slot_acquired_ts=time.time(), worker_pid=os.getpid())
+        log(f"job {path.name}: starting (holding the training slot)")
+        from cifar_core import cli
+
+        code = cli.main(list(job["arguments"]))
+        if code != 0:
+            error = queue.last_error_line(queue.read_log_tail(artifacts, path.name, 200))
+            _finish(path, "failed", error or f"cifar-core train exited with status {code}")
+        log(f"job {path.name}: finished ({_status(path)})")
+        return code
+    except JobStopped as exc:
+        _finish(path, "stopped", f"{exc} (before training started)")
+        log(f"job {path.name}: stopped")
+        return 128 + signal.SIGTERM
+    except Exception as exc:  # every failure must end up in run.json
+        traceback.print_exc()
+        _finish(path, "failed", f"{type(exc).__name__}: {exc}")  # unless already final
+        status = _status(path)  # `stopped` when the training itself caught SIGTERM
+        log(f"job {path.name}: {status}")
+        return 128 + signal.SIGTERM if status == "stopped" else 1
+    finally:
+        if slot is not None:
+            _set_queue_fields(path, slot_released_ts=time.time())
+            os.close(slot)  # the next job may start now
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m cifar_core.jobs.worker RUN_FOLDER", file=sys.stderr)
+        return 2
+    return run_job(Path(argv[0]))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
