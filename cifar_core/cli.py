@@ -163,6 +163,8 @@ def _add_search_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grid-batch-size", type=_positive_int, help="stage 2 batch (50)")
     group.add_argument("--grid-trials", type=_positive_int,
                        help="at most this many stage 2 combinations (default: all)")
+    group.add_argument("--grid-folds", type=_positive_int,
+                       help="stage 2 scores on the first N folds (default: all of them)")
     group.add_argument("--no-feature-cache", action="store_true",
                        help="frozen base: compute its features on the fly instead of caching")
 
@@ -172,6 +174,7 @@ def _search_overrides(args) -> dict:
             "search_folds": args.folds, "search_epochs": args.search_epochs,
             "search_batch_size": args.search_batch_size, "grid_epochs": args.grid_epochs,
             "grid_batch_size": args.grid_batch_size, "grid_trials": args.grid_trials,
+            "grid_folds": args.grid_folds,
             "feature_cache": False if args.no_feature_cache else None}
 
 

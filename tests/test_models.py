@@ -16,7 +16,12 @@ IDENTITY_FIELDS = {"number", "title", "change"}
 
 
 def _layers_of(model: keras.Model, kind) -> list:
-    return [layer for layer in model.layers if isinstance(layer, kind)]
+    """Layers of ``kind``, looking one level into blocks such as ``augment_flips``."""
+    found = []
+    for layer in model.layers:
+        inner = layer.layers if isinstance(layer, keras.Sequential) else [layer]
+        found += [x for x in inner if isinstance(x, kind)]
+    return found
 
 
 def test_each_model_is_the_previous_plus_exactly_one_change():
@@ -42,7 +47,9 @@ def test_small_models_have_the_layers_of_their_spec(number, num_classes):
     assert dense[-1].activation.__name__ == "softmax"
     dropouts = _layers_of(model, keras.layers.Dropout)
     assert [d.rate for d in dropouts] == ([0.2] * len(spec.hidden_units) if number >= 4 else [])
-    assert bool(_layers_of(model, keras.layers.RandomFlip)) == (number >= 5)
+    flips = _layers_of(model, keras.layers.RandomFlip)
+    # Two independent coins (horizontal, vertical): all four flip variants, as in the report.
+    assert sorted(f.mode for f in flips) == (["horizontal", "vertical"] if number >= 5 else [])
 
 
 @pytest.mark.parametrize("number", [6, 7])

@@ -6,7 +6,10 @@ Every model takes raw 32x32 RGB pixels (0-255) and scales them itself, so traini
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
+import tensorflow as tf
 
 from cifar_core.models.backbone import make_backbone
 from cifar_core.models.specs import ModelSpec
@@ -21,7 +24,7 @@ def build_model(spec: ModelSpec, num_classes: int, *, backbone_weights: str | No
     x = inputs
     if spec.augment_flips:
         # Active in training only; flips commute with the per-pixel scaling below.
-        x = keras.layers.RandomFlip("horizontal_and_vertical", seed=seed, name="augment_flips")(x)
+        x = flip_augmentation(seed)(x)
     if spec.stem == "conv":
         x = keras.layers.Rescaling(1 / 255, name="scale_0_1")(x)
         x = keras.layers.Conv2D(spec.conv_filters, spec.conv_kernel, activation="relu",
@@ -36,16 +39,72 @@ def build_model(spec: ModelSpec, num_classes: int, *, backbone_weights: str | No
         base = make_backbone(spec.backbone, input_size=spec.input_size,
                              weights=backbone_weights, alpha=spec.backbone_alpha)
         base.trainable = not spec.freeze_backbone
+        keep_batch_norm_in_inference_mode(base)
         # training=False keeps batch norm in inference mode, also while fine-tuning: Keras's
         # recommended way, and required by weights whose batch norm is folded into the bias.
         x = base(x, training=False)
+    outputs = add_head(x, spec, num_classes, seed=seed)
+    return keras.Model(inputs, outputs, name=f"model_{spec.number}")
+
+
+def keep_batch_norm_in_inference_mode(base: keras.Model) -> None:
+    """Freeze the base's batch-norm layers, so they always normalise with their stored
+    statistics, also while the rest of the base is fine-tuned.
+
+    ``base(x, training=False)`` alone does not do it in Keras 3: ``fit`` calls the outer model
+    with ``training=True`` and the functional graph passes that value down to the nested base
+    (keras-team/keras#20285). A frozen ``BatchNormalization`` runs in inference mode whatever
+    ``training`` says. Its scale and offset stay fixed too (with the shared weights, whose batch
+    norm is folded into the conv bias, the offset *is* that bias); every convolution is still
+    fine-tuned.
+    """
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+
+
+def flip_augmentation(seed: int | None = None) -> keras.Sequential:
+    """Random horizontal and vertical flips, drawn independently per image (training only).
+
+    Two layers on purpose: Keras 3's ``RandomFlip("horizontal_and_vertical")`` draws one coin
+    per image and applies both flips together, so it only ever yields the image or its
+    180-degree turn. The report's augmentation (and older Keras) flips each axis on its own
+    coin: the four variants identity, horizontal, vertical and both, equally likely.
+    """
+    second = None if seed is None else seed + 1  # one seed for both would couple the coins
+    return keras.Sequential([
+        keras.layers.RandomFlip("horizontal", seed=seed, name="flip_horizontal"),
+        keras.layers.RandomFlip("vertical", seed=second, name="flip_vertical"),
+    ], name="augment_flips")
+
+
+def add_head(x, spec: ModelSpec, num_classes: int, *, seed: int | None = None):
+    """Flatten -> hidden Dense layers (ReLU, optional dropout) -> softmax, on tensor ``x``.
+
+    Shared by ``build_model`` and by heads trained on cached backbone features, so both
+    have the same layers under the same names.
+    """
     x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(spec.hidden_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, seed=seed, name=f"dropout_{i}")(x)
-    outputs = keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
-    return keras.Model(inputs, outputs, name=f"model_{spec.number}")
+    return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
+
+
+def build_head(spec: ModelSpec, num_classes: int, feature_shape: tuple[int, ...], *,
+               seed: int | None = None) -> keras.Model:
+    """The head of ``spec`` alone, taking backbone features of ``feature_shape``."""
+    inputs = keras.Input(feature_shape, name="features")
+    return keras.Model(inputs, add_head(inputs, spec, num_classes, seed=seed),
+                       name=f"head_{spec.number}")
+
+
+def distribution_scope():
+    """``MirroredStrategy`` over the visible GPUs when there are several, else a no-op."""
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy().scope()
+    return contextlib.nullcontext()
 
 
 def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:

@@ -18,8 +18,12 @@ PROFILES: dict[str, dict] = {
     # with patience 3, keeping the best weights.
     "seed": {"epochs": 50, "batch_size": 50, "patience": 3},
     # Demos and smoke runs: a few epochs, larger batches.
-    "quick": {"epochs": 3, "batch_size": 128, "patience": 3},
+    "quick": {"epochs": 3, "batch_size": 128, "patience": 3,
+              # model 7: a small search (a few minutes on CPU), same protocol otherwise
+              "search_trials": 4, "search_folds": 2, "search_epochs": 3, "grid_epochs": 5,
+              "grid_trials": 4},
 }
+SEARCH_MODES = ("auto", "cached", "full")  # auto: cached on CPU, full where a GPU is visible
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,19 @@ class TrainConfig:
     backbone_weights: str | None = None  # "imagenet", a file path, or None (random init)
     hidden_units: tuple[int, ...] | None = None  # override the spec's head (model 7's search)
     dropout: float | None = None
+    # Frozen base with flip-only augmentation: train the head on cached base features (four
+    # flip variants per image); False computes the frozen base on the fly (no disk cache).
+    feature_cache: bool = True
+    # Model 7's two-stage search (cifar_core.search); defaults are the report's protocol.
+    search_mode: str = "auto"  # cached: trials on frozen features; full: trials fine-tune all
+    search_trials: int = 30  # stage 1: RandomSearch trials
+    search_folds: int = 3  # stratified cross-validation folds per trial (both stages)
+    search_epochs: int = 20  # stage 1 epochs per fold (no early stopping)
+    search_batch_size: int = 250  # stage 1 batch size
+    grid_epochs: int = 50  # stage 2 (GridSearch) epochs per fold, early stopping on val_loss
+    grid_batch_size: int = 50  # stage 2 batch size
+    grid_trials: int | None = None  # cap on stage 2 grid combinations (None: all of them)
+    grid_folds: int | None = None  # stage 2 scores on the first N folds (None: all folds)
 
     def spec(self) -> ModelSpec:
         """The model spec with this config's head and freezing applied."""
@@ -101,9 +118,34 @@ def validate_config(config: TrainConfig, *, num_train: int | None = None) -> Non
         raise ConfigError(f"dropout must lie in [0, 1), got {config.dropout}")
     if config.hidden_units is not None and any(u < 1 for u in config.hidden_units):
         raise ConfigError("hidden units must be positive")
+    validate_search_settings(config)
     if config.freeze_base and config.spec().stem != "mobilenet":
         raise ConfigError(f"--freeze-base only applies to backbone models, not model "
                           f"{config.model}")
     if num_train is not None and config.batch_size > num_train:
         raise ConfigError(f"batch size {config.batch_size} is larger than the {num_train} "
                           "training images")
+
+
+def validate_search_settings(config: TrainConfig) -> None:
+    """Model 7's search settings: positive, bounded, a known mode."""
+    if config.search_mode not in SEARCH_MODES:
+        raise ConfigError(f"unknown search mode {config.search_mode!r}; choose one of "
+                          f"{', '.join(SEARCH_MODES)}")
+    if not isinstance(config.feature_cache, bool):
+        raise ConfigError(f"feature cache must be true or false, got {config.feature_cache!r}")
+    limits = {  # setting: (CLI flag, lowest, highest)
+        "search_trials": ("--trials", 1, 1000), "search_folds": ("--folds", 2, 10),
+        "search_epochs": ("--search-epochs", 1, 10_000),
+        "search_batch_size": ("--search-batch-size", 1, 100_000),
+        "grid_epochs": ("--grid-epochs", 1, 10_000),
+        "grid_batch_size": ("--grid-batch-size", 1, 100_000),
+        "grid_trials": ("--grid-trials", 1, 100_000),
+        "grid_folds": ("--grid-folds", 1, config.search_folds)}
+    for name, (flag, low, high) in limits.items():
+        value = getattr(config, name)
+        if name in ("grid_trials", "grid_folds") and value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"{flag} ({name}) must be an integer in [{low}, {high}], "
+                              f"got {value!r}")

@@ -90,10 +90,11 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
             raise ConfigError(f"data set {dataset.name} has no superclasses; use --labels fine")
         writer.write_json("config.json", describe_config(config, dataset))
         if config.spec().hyperparameter_search:
-            from cifar_core.search import run_model7_search  # model 7 only: keras-tuner
+            from cifar_core.search import run_model7_search, search_summary  # keras-tuner
 
             config = run_model7_search(config, dataset, writer=writer, log=log)
-            writer.write_json("config.json", describe_config(config, dataset))
+            writer.write_json("config.json", {**describe_config(config, dataset),
+                                              "search": search_summary(writer.path)})
 
         history: list[dict] = []
         started = time.perf_counter()
@@ -115,8 +116,12 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
             writer.set_progress(phase="training", step=step, steps=steps,
                                 epoch=len(history) + 1, epochs=config.epochs)
 
+        def on_features(done: int, total: int) -> None:  # frozen base: the feature cache
+            writer.set_progress(phase="features", step=done, steps=total)
+
         writer.set_progress(phase="training", epoch=1, epochs=config.epochs, step=0)
-        result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch, verbose=verbose)
+        result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch,
+                       on_features=on_features, verbose=verbose)
         writer.set_progress(phase="evaluating")
         writer.flush()
         evaluation = evaluate(result.model, dataset, config.labels)
@@ -129,6 +134,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
                 "images_per_second": round(result.images_per_second, 1),
                 "num_train": result.num_train,
                 "num_validation": len(result.split.val_idx),
+                **result.details,
             },
         }
         writer.set_progress(phase="saving")

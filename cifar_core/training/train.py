@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
 
 from cifar_core.data.dataset import Dataset, Split, stratified_split
-from cifar_core.models.builder import build_model, compile_model
+from cifar_core.features import train_frozen_base, uses_frozen_features
+from cifar_core.models.builder import build_model, compile_model, distribution_scope
 from cifar_core.training.config import TrainConfig, validate_config
 from cifar_core.training.seeding import set_global_seed
 
@@ -24,6 +25,7 @@ class TrainResult:
     training_seconds: float
     num_train: int
     split: Split
+    details: dict = field(default_factory=dict)  # path-specific facts (e.g. the feature cache)
 
     @property
     def images_per_second(self) -> float:
@@ -75,11 +77,15 @@ class EpochRecorder(keras.callbacks.Callback):
 def train(config: TrainConfig, dataset: Dataset, *,
           on_epoch: Callable[[dict, int], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None,
+          on_features: Callable[[int, int], None] | None = None,
           verbose: int = 0) -> TrainResult:
     """Train ``config.model`` on the training split, validating on the held-out 20%.
 
     The report's protocol: Adam, sparse categorical cross-entropy, early stopping on
     validation loss (patience ``config.patience``) restoring the best weights, one seed.
+    A frozen MobileNet base with flip augmentation trains its head on cached base features
+    (``cifar_core.features``; ``on_features`` reports their computation) with the same
+    protocol and returns the same end-to-end model.
     """
     split = stratified_split(dataset.y_train, seed=config.seed,
                              validation_fraction=config.validation_fraction)
@@ -91,9 +97,15 @@ def train(config: TrainConfig, dataset: Dataset, *,
     num_outputs = dataset.num_classes if config.labels == "fine" else len(
         dataset.superclass_names)
 
-    model = build_model(config.spec(), num_outputs, backbone_weights=config.backbone_weights,
-                        seed=config.seed)
-    compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
+    if uses_frozen_features(config.spec()):
+        return train_frozen_base(config, dataset, split, num_outputs=num_outputs, y_all=y_all,
+                                 on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
+                                 verbose=verbose)
+
+    with distribution_scope():  # several GPUs: MirroredStrategy; otherwise a no-op
+        model = build_model(config.spec(), num_outputs,
+                            backbone_weights=config.backbone_weights, seed=config.seed)
+        compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
 
     steps = int(np.ceil(len(x_train) / config.batch_size))
     recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)

@@ -1,0 +1,472 @@
+"""Frozen-base training on cached backbone features: the same run, orders of magnitude cheaper.
+
+A frozen base in inference mode (``training=False``) is a fixed function of its input. When the
+only augmentation is random flips, the inputs it can ever see are the four flip variants of each
+image (identity, horizontal, vertical, both), so its outputs can be computed once and stored:
+
+- ``load_or_build_features`` computes the base's features for the four variants of every
+  training and test image (a progress bar while it runs) and stores them under
+  ``<cache>/features/<name>/``, keyed by backbone, weights (SHA-256 of the weight values),
+  input size and data set content hash. The folder is written under a temporary name and
+  renamed into place, so a cache is complete or absent; one whose recorded key differs in any
+  part is never reused.
+- ``train_frozen_base`` trains the head on those features, drawing one variant per image per
+  epoch (``FlipSampler``: seeded, the same draws for the same seed), with the callbacks of
+  ``train()`` (history rows, progress, early stopping restoring the best weights). The head
+  layers are the full model's own layers, so the result is the end-to-end model (raw 32x32
+  images in, the layer names of ``build_model``) and is saved like any other run's.
+
+With ``TrainConfig.feature_cache`` off, the same loop runs the whole frozen network on the
+flipped images instead (nothing stored on disk): same draws, same metrics up to float rounding.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from cifar_core import settings
+from cifar_core.data.dataset import Dataset, Split
+from cifar_core.errors import DataError
+from cifar_core.models.backbone import weights_identity
+from cifar_core.models.builder import build_model, compile_model
+from cifar_core.models.specs import ModelSpec
+from cifar_core.runs.files import atomic_write_json, read_json
+
+CACHE_FORMAT = 1  # bump when the stored layout or the feature computation changes
+FEATURES_SUBDIR = "features"
+FLIP_VARIANTS = ("identity", "horizontal", "vertical", "both")  # index = variant number
+PREPROCESS = "mobilenet: x / 127.5 - 1"  # part of the key: the features depend on it
+EXTRACT_BATCH = 250
+STEPS_PER_CALL = 32  # optimizer steps per graph call when training on features
+EVAL_BATCH = 1000  # validation batches (no optimizer step: only the per-call cost matters)
+
+
+class _ExpectedRetracing(logging.Filter):
+    """Every fold of a search builds a new head, hence new graph functions: TensorFlow's
+    'triggered tf.function retracing' warning about ours is expected, not a problem."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        ours = "fit_on_flips.<locals>" in message or "_write_features.<locals>" in message
+        return not (ours and "triggered tf.function retracing" in message)
+
+
+tf.get_logger().addFilter(_ExpectedRetracing())
+
+
+# --- flips -------------------------------------------------------------------------------
+
+def flip_images(images: np.ndarray, variants: np.ndarray | int) -> np.ndarray:
+    """Each image (N, H, W, C) flipped by its variant: 0 none, 1 horizontal, 2 vertical, 3 both.
+
+    Horizontal mirrors left-right (the width axis), vertical mirrors up-down (the height axis),
+    as Keras's ``RandomFlip`` does for channels-last images.
+    """
+    variants = np.broadcast_to(np.asarray(variants), (len(images),))
+    out = np.array(images, copy=True)
+    horizontal = (variants == 1) | (variants == 3)
+    vertical = (variants == 2) | (variants == 3)
+    out[horizontal] = out[horizontal][:, :, ::-1]
+    out[vertical] = out[vertical][:, ::-1]
+    return out
+
+
+class FlipSampler:
+    """Per epoch: an order over ``n`` images and one flip variant for each, seeded.
+
+    Uniform over the four variants, independently per image and epoch: the distribution of
+    random horizontal and vertical flips drawn on separate coins.
+    """
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed = int(n), int(seed)
+
+    def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([self.seed, int(epoch)])
+        return rng.permutation(self.n), rng.integers(0, len(FLIP_VARIANTS), size=self.n)
+
+
+# --- when the cache applies ----------------------------------------------------------------
+
+def uses_frozen_features(spec: ModelSpec) -> bool:
+    """A frozen backbone whose only augmentation is flips: features can be precomputed.
+
+    Any other ``augment_*`` option of the spec (none exists yet) makes inputs unbounded and
+    rules the cache out.
+    """
+    if spec.stem != "mobilenet" or not spec.freeze_backbone:
+        return False
+    other = [f.name for f in fields(spec)
+             if f.name.startswith("augment_") and f.name != "augment_flips"]
+    return not any(getattr(spec, name) for name in other)
+
+
+# --- the parts of a built model ------------------------------------------------------------
+
+def trunk_input(model: keras.Model):
+    """The tensor after augmentation: what the base's preprocessing receives."""
+    return model.get_layer("mobilenet_preprocess").input
+
+
+def feature_extractor(model: keras.Model) -> keras.Model:
+    """Preprocessing (+ resizing) and the base, from a model built by ``build_model``."""
+    return keras.Model(trunk_input(model), model.get_layer("flatten").input,
+                       name="feature_extractor")
+
+
+def head_model(model: keras.Model) -> keras.Model:
+    """The layers after the base (flatten, hidden, dropout, classifier), sharing weights."""
+    return keras.Model(model.get_layer("flatten").input, model.output, name="head")
+
+
+def trunk_model(model: keras.Model) -> keras.Model:
+    """The whole network without its augmentation layer, sharing weights."""
+    return keras.Model(trunk_input(model), model.output, name="trunk")
+
+
+def weights_sha256(model: keras.Model) -> str:
+    """SHA-256 of the weight values (shapes, dtypes, bytes in order): the weights' identity,
+    whatever they came from (a file, the ImageNet download, a seeded random init)."""
+    digest = hashlib.sha256()
+    for weight in model.weights:
+        value = np.ascontiguousarray(keras.ops.convert_to_numpy(weight))
+        digest.update(f"{value.shape}{value.dtype.str}".encode())
+        digest.update(value.tobytes())
+    return digest.hexdigest()
+
+
+# --- the cache -----------------------------------------------------------------------------
+
+@dataclass
+class FeatureCache:
+    """Features of the four flip variants: ``train[v, i]`` is image ``x_train[i]`` flipped by
+    variant ``v`` through the base (likewise ``test``). Arrays are memory-mapped, read-only."""
+
+    path: Path
+    key: dict
+    train: np.ndarray  # (4, num_train, *feature_shape) float32
+    test: np.ndarray  # (4, num_test, *feature_shape) float32
+    built: bool  # computed by this call (False: reused from disk)
+    seconds: float  # time to build, or to open
+
+    @property
+    def feature_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.shape[2:])
+
+
+def cache_key(spec: ModelSpec, extractor: keras.Model, dataset: Dataset) -> dict:
+    """Everything the stored features depend on."""
+    return {
+        "format": CACHE_FORMAT,
+        "backbone": spec.backbone,
+        "alpha": spec.backbone_alpha,
+        "input_size": spec.input_size,
+        "preprocess": PREPROCESS,
+        "variants": list(FLIP_VARIANTS),
+        "weights_sha256": weights_sha256(extractor),
+        "data_sha256": dataset.content_hash,
+    }
+
+
+def cache_name(key: dict) -> str:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    return f"{key['backbone']}-a{key['alpha']}-{key['input_size']}px-{digest[:24]}"
+
+
+def features_root(cache_dir: str | os.PathLike | None = None) -> Path:
+    return settings.cache_dir(cache_dir) / FEATURES_SUBDIR
+
+
+def _open_cache(path: Path, key: dict, dataset: Dataset) -> FeatureCache | None:
+    """The cache at ``path`` if it is complete and was built for exactly ``key``."""
+    try:
+        meta = read_json(path / "meta.json")
+        if meta.get("key") != key:
+            return None
+        arrays = {}
+        for split, count in (("train", len(dataset.x_train)), ("test", len(dataset.x_test))):
+            array = np.load(path / f"{split}.npy", mmap_mode="r", allow_pickle=False)
+            expected = (len(FLIP_VARIANTS), count, *meta["feature_shape"])
+            if array.shape != expected or array.dtype != np.float32:
+                return None
+            arrays[split] = array
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+    return FeatureCache(path=path, key=key, train=arrays["train"], test=arrays["test"],
+                        built=False, seconds=0.0)
+
+
+def _progress_bar(total: int, show: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc="backbone features (4 flips)", disable=not show,
+                dynamic_ncols=True)
+
+
+def load_or_build_features(extractor: keras.Model, spec: ModelSpec, dataset: Dataset, *,
+                           cache_dir: str | os.PathLike | None = None,
+                           weights: str | None = None, show_progress: bool = True,
+                           on_progress: Callable[[int, int], None] | None = None,
+                           log: Callable[[str], None] | None = None) -> FeatureCache:
+    """Reuse the features of exactly this base, input size and data set, or compute them."""
+    start = time.perf_counter()
+    key = cache_key(spec, extractor, dataset)
+    root = features_root(cache_dir)
+    final = root / cache_name(key)
+    cached = _open_cache(final, key, dataset) if final.is_dir() else None
+    if cached is not None:
+        cached.seconds = time.perf_counter() - start
+        if log:
+            log(f"backbone features: reusing {final}")
+        return cached
+    if final.exists():  # a folder of that name built for something else, or damaged
+        shutil.rmtree(final, ignore_errors=True)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the feature cache folder {root}: "
+                        f"{exc.strerror or exc}") from None
+    needed = (len(FLIP_VARIANTS) * (len(dataset.x_train) + len(dataset.x_test))
+              * int(np.prod(extractor.output_shape[1:])) * 4)
+    free = shutil.disk_usage(root).free
+    if needed > free * 0.9:
+        raise DataError(f"the feature cache needs {needed / 2**30:.1f} GiB under {root} and "
+                        f"{free / 2**30:.1f} GiB are free: point {settings.ENV_CACHE} at a "
+                        "larger disk, or train without the cache (--no-feature-cache)")
+    staging = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        feature_shape = _write_features(extractor, dataset, staging, show_progress, on_progress)
+        meta = {"key": key, "feature_shape": list(feature_shape),
+                "num_train": len(dataset.x_train), "num_test": len(dataset.x_test),
+                "dtype": "float32", "dataset": {"name": dataset.name, "source": dataset.source},
+                "weights": weights_identity(weights) if weights is not None else None,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "seconds": round(time.perf_counter() - start, 3)}
+        atomic_write_json(staging / "meta.json", meta)
+        try:
+            os.rename(staging, final)  # atomic: the cache appears complete or not at all
+        except OSError:
+            if not final.is_dir():  # not a concurrent build that finished first
+                raise
+    except OSError as exc:
+        raise DataError(f"could not write the feature cache under {root}: "
+                        f"{exc.strerror or exc}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    cache = _open_cache(final, key, dataset)
+    if cache is None:
+        raise DataError(f"the feature cache {final} could not be read back after writing it")
+    cache.built, cache.seconds = True, time.perf_counter() - start
+    if log:
+        log(f"backbone features: computed in {cache.seconds:.1f}s into {final}")
+    return cache
+
+
+def _write_features(extractor: keras.Model, dataset: Dataset, folder: Path, show_progress: bool,
+                    on_progress: Callable[[int, int], None] | None) -> tuple[int, ...]:
+    feature_shape = tuple(int(d) for d in extractor.output_shape[1:])
+    run = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
+    splits = (("train", dataset.x_train), ("test", dataset.x_test))
+    total = len(FLIP_VARIANTS) * sum(len(x) for _, x in splits)
+    done = 0
+    with _progress_bar(total, show_progress) as bar:
+        for split, images in splits:
+            out = np.lib.format.open_memmap(
+                folder / f"{split}.npy", mode="w+", dtype=np.float32,
+                shape=(len(FLIP_VARIANTS), len(images), *feature_shape))
+            for variant in range(len(FLIP_VARIANTS)):
+                for begin in range(0, len(images), EXTRACT_BATCH):
+                    batch = flip_images(images[begin:begin + EXTRACT_BATCH], variant)
+                    out[variant, begin:begin + len(batch)] = run(
+                        tf.constant(batch, dtype=tf.float32)).numpy()
+                    done += len(batch)
+                    bar.update(len(batch))
+                    if on_progress:
+                        on_progress(done, total)
+            out.flush()
+            del out
+            with open(folder / f"{split}.npy", "rb") as handle:
+                os.fsync(handle.fileno())
+    return feature_shape
+
+
+# --- training on features ------------------------------------------------------------------
+
+class CachedSource:
+    """Training inputs read from the cache: base features of the drawn flip variants."""
+
+    def __init__(self, cache: FeatureCache):
+        self.cache = cache
+
+    def batch(self, rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
+        return np.asarray(self.cache.train[variants, rows])
+
+    def plain(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(self.cache.train[0, rows])
+
+
+class ImageSource:
+    """Training inputs computed on the fly: the flipped images themselves (the network runs
+    the frozen base every step, as end-to-end training does)."""
+
+    def __init__(self, images: np.ndarray):
+        self.images = images
+
+    def batch(self, rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
+        return flip_images(self.images[rows], variants).astype(np.float32)
+
+    def plain(self, rows: np.ndarray) -> np.ndarray:
+        return self.images[rows].astype(np.float32)
+
+
+def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
+                 y_train: np.ndarray, val_rows: np.ndarray | None, y_val: np.ndarray | None,
+                 epochs: int, batch_size: int, optimizer: keras.optimizers.Optimizer,
+                 seed: int, callbacks: list | None = None,
+                 callback_model: keras.Model | None = None, verbose: int = 0,
+                 steps_per_call: int = STEPS_PER_CALL,
+                 validate_each_epoch: bool = True) -> None:
+    """Train ``step_model`` on ``source`` with one seeded flip variant per image per epoch.
+
+    The loop does what ``Model.fit`` does for ``train()``: sparse categorical cross-entropy,
+    one optimizer step per batch of ``batch_size``, epoch logs ``loss``/``accuracy`` (means
+    over samples) and ``val_loss``/``val_accuracy`` on the unflipped validation images, and the
+    Keras callbacks (``EarlyStopping`` with best-weight restore, the epoch recorder) driven
+    with those logs. The draws come from ``FlipSampler``, so the cached and the on-the-fly
+    sources see exactly the same batches. ``steps_per_call`` optimizer steps run inside one
+    graph call (what ``steps_per_execution`` does in Keras): small heads are bound by
+    per-call overhead, not arithmetic. ``validate_each_epoch=False`` validates after the
+    last epoch only (nothing else needs it without early stopping).
+    """
+    callback_model = callback_model or step_model
+    variables = step_model.trainable_variables
+    optimizer.build(variables)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function(reduce_retracing=True)
+    def train_steps(x, y):
+        steps = (tf.shape(x)[0] + batch_size - 1) // batch_size
+        loss_sum, correct = tf.constant(0.0), tf.constant(0)
+        for i in tf.range(steps):
+            xb, yb = x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]
+            with tf.GradientTape() as tape:
+                probs = step_model(xb, training=True)
+                loss = loss_fn(yb, probs)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
+            loss_sum += loss * tf.cast(tf.shape(xb)[0], tf.float32)
+            correct += _correct(probs, yb)
+        return loss_sum, correct
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        probs = step_model(x, training=False)
+        return loss_fn(y, probs), _correct(probs, y)
+
+    sampler = FlipSampler(len(train_rows), seed)
+    steps = int(np.ceil(len(train_rows) / batch_size))
+    per_call = batch_size * max(1, steps_per_call)
+    val_inputs = source.plain(val_rows) if val_rows is not None and len(val_rows) else None
+    callback_list = keras.callbacks.CallbackList(
+        callbacks or [], add_progbar=verbose > 0, model=callback_model, verbose=verbose,
+        epochs=epochs, steps=steps)
+    callback_model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(epochs):
+        callback_list.on_epoch_begin(epoch)
+        order, variants = sampler.epoch(epoch)
+        loss_sum, correct_sum = 0.0, 0
+        for begin in range(0, len(order), per_call):
+            chosen = slice(begin, begin + per_call)
+            x = source.batch(train_rows[order[chosen]], variants[chosen])
+            loss, correct = train_steps(tf.constant(x), tf.constant(y_train[order[chosen]]))
+            loss_sum += float(loss)
+            correct_sum += int(correct)
+            last_step = min(steps, (begin + per_call) // batch_size) - 1
+            callback_list.on_train_batch_end(
+                last_step, {"loss": loss_sum / min(len(order), begin + per_call)})
+        logs = {"loss": loss_sum / len(train_rows), "accuracy": correct_sum / len(train_rows)}
+        if val_inputs is not None and (validate_each_epoch or epoch == epochs - 1):
+            logs.update(_evaluate(eval_step, val_inputs, y_val, max(batch_size, EVAL_BATCH)))
+        callback_list.on_epoch_end(epoch, logs)
+        if callback_model.stop_training:
+            break
+    callback_list.on_train_end()
+
+
+def _correct(probs, y):
+    predicted = tf.argmax(probs, axis=1, output_type=tf.int32)
+    return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.int32))
+
+
+def _evaluate(eval_step, inputs: np.ndarray, labels: np.ndarray, batch_size: int) -> dict:
+    loss_sum, correct_sum = 0.0, 0
+    for begin in range(0, len(inputs), batch_size):
+        x, y = inputs[begin:begin + batch_size], labels[begin:begin + batch_size]
+        loss, correct = eval_step(tf.constant(x), tf.constant(y))
+        loss_sum += float(loss) * len(x)
+        correct_sum += int(correct)
+    return {"val_loss": loss_sum / len(inputs), "val_accuracy": correct_sum / len(inputs)}
+
+
+def train_frozen_base(config, dataset: Dataset, split: Split, *, num_outputs: int,
+                      y_all: np.ndarray, on_epoch=None, on_batch=None,
+                      on_features: Callable[[int, int], None] | None = None,
+                      verbose: int = 0, log: Callable[[str], None] | None = None):
+    """``train()`` for a frozen base with flip augmentation (``uses_frozen_features``).
+
+    The caller has seeded everything; the model is built here exactly as ``train()`` builds
+    it, so the initial weights are the same. Returns ``train()``'s ``TrainResult``, whose
+    model is the full end-to-end network with the trained head.
+    """
+    from cifar_core.training.train import EpochRecorder, TrainResult
+
+    spec = config.spec()
+    model = build_model(spec, num_outputs, backbone_weights=config.backbone_weights,
+                        seed=config.seed)
+    compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
+    details: dict = {"feature_cache": None}
+    if config.feature_cache:
+        cache = load_or_build_features(feature_extractor(model), spec, dataset,
+                                       weights=config.backbone_weights,
+                                       on_progress=on_features, log=log)
+        source, step_model = CachedSource(cache), head_model(model)
+        details["feature_cache"] = {"path": str(cache.path), "reused": not cache.built,
+                                    "seconds": round(cache.seconds, 3)}
+    else:
+        source, step_model = ImageSource(dataset.x_train), trunk_model(model)
+
+    steps = int(np.ceil(len(split.train_idx) / config.batch_size))
+    recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)
+    callbacks = [recorder]
+    if config.patience > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=config.patience, restore_best_weights=True))
+    start = time.perf_counter()
+    fit_on_flips(step_model, source=source, train_rows=split.train_idx,
+                 y_train=y_all[split.train_idx], val_rows=split.val_idx,
+                 y_val=y_all[split.val_idx], epochs=config.epochs,
+                 batch_size=config.batch_size, optimizer=model.optimizer, seed=config.seed,
+                 callbacks=callbacks, callback_model=model, verbose=verbose)
+    seconds = time.perf_counter() - start
+    rows = recorder.rows
+    val_losses = [r.get("val_loss", np.inf) for r in rows]
+    result = TrainResult(model=model, history=rows, epochs_run=len(rows),
+                         best_epoch=int(np.argmin(val_losses)) + 1 if rows else 0,
+                         training_seconds=seconds, num_train=len(split.train_idx), split=split,
+                         details=details)
+    return result
