@@ -1,0 +1,33 @@
+"""The dashboard: ``streamlit run app.py``. Declares the pages and the shared frame only.
+
+Pages live in ``pages/``; every computation and figure they show comes from ``cifar_core``.
+The app reads run folders and never trains in its own process (the Train page starts jobs).
+"""
+
+from pathlib import Path
+
+import streamlit as st
+
+from pages import _ui
+
+HERE = Path(__file__).parent
+SECTIONS = {
+    "Results": [("overview", "Overview", ":material/insights:"),
+                ("present", "Present", ":material/slideshow:")],
+    "Training": [("train", "Train", ":material/model_training:"),
+                 ("tuning", "Tuning", ":material/tune:")],
+    "Explore": [("classes", "Classes", ":material/category:"),
+                ("confusion", "Confusion", ":material/grid_on:"),
+                ("augmentation", "Augmentation", ":material/flip:"),
+                ("classify", "Classify", ":material/image_search:")],
+}
+
+st.set_page_config(page_title=_ui.APP_TITLE, page_icon=":material/insights:", layout="wide")
+navigation = st.navigation({
+    section: [st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "overview")
+              for name, title, icon in pages if (HERE / "pages" / f"{name}.py").is_file()]
+    for section, pages in SECTIONS.items()
+})
+_ui.sidebar()
+_ui.resume_jobs()
+navigation.run()

@@ -1,0 +1,198 @@
+"""Dashboard benchmark: warm render time of every page and upload-to-prediction latency.
+
+    python benchmarks/dashboard.py [--artifacts DIR] [--repeats 5] [--no-write]
+
+Makes 10 completed runs with the real pipeline on a tiny CIFAR-100-format archive (models 1-5
+with two seeds; reused when ``--artifacts`` already holds 10), then drives the app through
+``streamlit.testing.v1.AppTest``: each page is rendered once cold, then ``--repeats`` times
+warm. Classify is timed from setting the uploaded file to the rendered prediction, and the
+library path (decode + predict) alone. Prints the results and writes the "Dashboard" section
+of BENCHMARKS.md (targets: every page under 1.5 s, a prediction under 200 ms).
+
+AppTest runs the scripts in-process without a browser, so these times are the server side of
+a page view; the browser adds transfer and drawing (the browser test shows it end to end).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the tiny archive writer shared with the tests
+
+PAGES = ("overview", "classes", "confusion", "augmentation", "classify", "tuning", "present")
+PAGE_TARGET_S, PREDICT_TARGET_S = 1.5, 0.2
+RUNS = [(model, seed) for seed in (42, 7) for model in range(1, 6)]  # 10 runs
+
+
+def make_runs(artifacts: Path) -> list:
+    """10 completed runs by the real pipeline on tiny data (kept when already there)."""
+    from cifar_archives import write_cifar100_archive
+
+    from cifar_core.analysis.runs import usable_runs
+    from cifar_core.data import load_dataset
+    from cifar_core.runs.store import list_runs
+    from cifar_core.training.config import make_config
+    from cifar_core.training.pipeline import execute_run
+
+    existing = usable_runs(list_runs(artifacts))
+    if len(existing) >= len(RUNS):
+        return existing
+    archive = write_cifar100_archive(artifacts / "cifar-100-python.tar.gz")
+    dataset = load_dataset(archive)
+    for model, seed in RUNS:
+        print(f"training model {model} (seed {seed}) on tiny data...", flush=True)
+        execute_run(make_config(model, profile="quick", epochs=1, batch_size=32, seed=seed),
+                    dataset=dataset, artifacts=str(artifacts), log=lambda _: None)
+    return usable_runs(list_runs(artifacts))
+
+
+def _timed(action) -> float:
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
+def time_pages(artifacts: Path, run_id: str, repeats: int) -> dict[str, dict]:
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at.session_state["artifacts_dir"] = str(artifacts)
+    at.session_state["run_id"] = run_id
+    at.run()
+    results = {}
+    for page in PAGES:
+        at.switch_page(f"pages/{page}.py")
+        cold = _timed(at.run)
+        warm = [_timed(at.run) for _ in range(repeats)]
+        problems = [e.value for e in (*at.exception, *at.error)]
+        if problems:
+            raise SystemExit(f"page {page} failed: {problems}")
+        results[page] = {"cold": cold, "median": statistics.median(warm), "max": max(warm)}
+        print(f"{page:13} cold {cold:6.2f} s   warm median {results[page]['median']:.3f} s  "
+              f"max {results[page]['max']:.3f} s", flush=True)
+    return results
+
+
+def _photo(seed: int) -> bytes:
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def time_predictions(artifacts: Path, run_id: str, repeats: int) -> dict[str, float]:
+    from streamlit.testing.v1 import AppTest
+
+    from cifar_core.analysis.classify import classify_upload
+    from cifar_core.inference import Classifier
+    from cifar_core.runs.store import runs_root
+
+    classifier = Classifier(runs_root(artifacts) / run_id)
+    photos = [_photo(i) for i in range(repeats + 1)]
+    classify_upload(classifier, photos[0], explain=False)  # warm up
+    library = [classify_upload(classifier, p, explain=False).seconds for p in photos[1:]]
+    explained = [_timed(lambda p=p: classify_upload(classifier, p)) for p in photos[1:]]
+
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at.session_state["artifacts_dir"] = str(artifacts)
+    at.session_state["run_id"] = run_id
+    at.run()
+    at.switch_page("pages/classify.py").run()
+    page = []
+    for i, photo in enumerate(photos):
+        at.file_uploader[0].set_value((f"photo{i}.jpg", photo, "image/jpeg"))
+        seconds = _timed(at.run)
+        if not any(m.label == "Prediction" for m in at.metric):
+            raise SystemExit(f"no prediction shown: {[e.value for e in at.error]}")
+        if i:  # the first upload loads the model
+            page.append(seconds)
+    results = {"library decode+predict": statistics.median(library),
+               "library with saliency": statistics.median(explained),
+               "Classify page, upload to rendered prediction": statistics.median(page),
+               "Classify page, slowest": max(page)}
+    for name, value in results.items():
+        print(f"{name:46} {1000 * value:7.1f} ms", flush=True)
+    return results
+
+
+def markdown(pages: dict, predictions: dict, runs: int, repeats: int) -> str:
+    from cifar_core.runs.provenance import environment_info
+
+    env = environment_info()
+    packages = env["packages"]
+    commit = (env["git"].get("commit") or "unknown")[:12] + (
+        " (uncommitted changes)" if env["git"].get("dirty") else "")
+    load = os.getloadavg()[0]
+    lines = [
+        f"Generated by `python benchmarks/dashboard.py` on "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC.",
+        "",
+        f"- Machine: {env['cpu']}, {env['cpu_count']} cores; {env['platform']}; 1-min load "
+        f"average at the end {load:.1f}",
+        f"- Python {env['python']}, Streamlit {packages.get('streamlit')}, plotly "
+        f"{packages.get('plotly')}, TensorFlow {packages.get('tensorflow')}, Keras "
+        f"{packages.get('keras')}",
+        f"- Code: commit {commit}",
+        f"- {runs} completed runs (models 1-5, seeds 42 and 7, real pipeline, tiny "
+        "CIFAR-100-format data: 500 train / 200 test images); AppTest, in-process, no browser",
+        f"- Warm = median of {repeats} reruns after one cold render (the cold one includes "
+        "imports and loading data and models).",
+        "",
+        f"| page | cold | warm (median) | warm (max) | target < {PAGE_TARGET_S} s |",
+        "|---|---|---|---|---|",
+    ]
+    for page, result in pages.items():
+        ok = "yes" if result["max"] < PAGE_TARGET_S else "**no**"
+        lines.append(f"| {page} | {result['cold']:.2f} s | {result['median']:.3f} s | "
+                     f"{result['max']:.3f} s | {ok} |")
+    lines += ["", f"| prediction (640x480 JPEG, warm, model 5) | median | target < "
+              f"{1000 * PREDICT_TARGET_S:.0f} ms |", "|---|---|---|"]
+    for name, value in predictions.items():
+        ok = "yes" if value < PREDICT_TARGET_S else "**no**"
+        lines.append(f"| {name} | {1000 * value:.0f} ms | {ok} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--artifacts", type=Path,
+                        help="artifacts folder for the 10 runs (default: a temporary one)")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as scratch:
+        artifacts = (args.artifacts or Path(scratch)).resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        os.environ["CIFAR_CORE_ARTIFACTS"] = str(artifacts)
+        os.environ.setdefault("CIFAR_CORE_CACHE", str(Path(scratch) / "cache"))
+        runs = make_runs(artifacts)
+        model5 = next(r for r in runs if r.model_number == 5)
+        pages = time_pages(artifacts, model5.run_id, args.repeats)
+        predictions = time_predictions(artifacts, model5.run_id, args.repeats * 2)
+        body = markdown(pages, predictions, len(runs), args.repeats)
+    print()
+    print(body)
+    if not args.no_write:
+        from cifar_core.bench import update_section
+
+        update_section(REPO / "BENCHMARKS.md", "dashboard", body,
+                       "Dashboard: page render and prediction latency")
+        print(f"wrote the dashboard section of {REPO / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

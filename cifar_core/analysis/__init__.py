@@ -1,0 +1,14 @@
+"""What the dashboard computes from run folders, without any Streamlit: pages call these.
+
+- ``runs``      which run counts per model, the runs table, the progression points
+- ``classes``   per-class metrics, weakest/strongest, run differences, confusions
+- ``images``    predictions, galleries of test images, the data set behind a run, model 5's
+                flip augmentation previews
+- ``saliency``  Grad-CAM / SmoothGrad maps for one image
+- ``classify``  decode, classify and explain one uploaded file
+- ``trials``    model 7's ``trials.csv``
+- ``report``    headline numbers, the self-contained HTML report, CSV exports
+
+Modules that need TensorFlow (``classify``, ``saliency`` at call time, the augmentation
+preview) import it lazily, so the pages that only read run folders start fast.
+"""

@@ -1,0 +1,264 @@
+"""The stakeholder report: headline numbers, a self-contained HTML export, metrics as CSV.
+
+Every number in the report names the run it came from, and the report lists each run's
+configuration (model, hyperparameters, seed, data identity, code version), so a reader can
+trace and reproduce any figure. The HTML embeds plotly.js: it opens offline, as one file.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from cifar_core.analysis.classes import (
+    confusion_matrix,
+    has_superclasses,
+    per_class_table,
+    superclass_names,
+    weakest_and_strongest,
+)
+from cifar_core.analysis.runs import (
+    ProgressionPoint,
+    RunKey,
+    dataset_label,
+    model_title,
+    progression_points,
+    usable_runs,
+)
+from cifar_core.models.specs import REPORT_RESULTS
+from cifar_core.runs.store import RunRecord
+
+
+@dataclass(frozen=True)
+class HeadlineNumber:
+    label: str
+    value: float  # a fraction in [0, 1]
+    run_id: str
+    detail: str
+
+
+def focus_run(counting: Mapping[RunKey, RunRecord]) -> RunRecord | None:
+    """The run the presentation looks into: the best fine-label run (superclass-capable
+    runs first), else the best run of any label set."""
+    fine = [r for (_, labels), r in counting.items() if labels == "fine"]
+    pool = [r for r in fine if has_superclasses(r.metrics)] or fine or list(counting.values())
+    return max(pool, key=lambda r: (r.metrics["test_top1"], r.model_number or 0), default=None)
+
+
+def headline_numbers(points: Iterable[ProgressionPoint]) -> list[HeadlineNumber]:
+    """Best fine top-1, the first model's top-1, and the best superclass accuracy."""
+    points = list(points)
+    fine = [p for p in points if p.labels == "fine"]
+    numbers = []
+    if fine:
+        best = max(fine, key=lambda p: (p.top1, p.model))
+        first = min(fine, key=lambda p: p.model)
+        numbers.append(HeadlineNumber("Best fine top-1", best.top1, best.run_id,
+                                      model_title(best.model)))
+        if first.run_id != best.run_id:
+            gain = 100 * (best.top1 - first.top1)
+            numbers.append(HeadlineNumber(
+                f"Model {first.model} fine top-1", first.top1, first.run_id,
+                f"{gain:+.1f} points to the best model"))
+        if best.top5 is not None:
+            numbers.append(HeadlineNumber("Best model's top-5", best.top5, best.run_id,
+                                          model_title(best.model)))
+    supers = [(p.superclass, p) for p in points if p.superclass is not None]
+    if supers:
+        value, point = max(supers, key=lambda item: (item[0], item[1].model))
+        how = "trained on superclasses" if point.labels == "coarse" else "fine run, mapped"
+        numbers.append(HeadlineNumber("Best superclass accuracy", value, point.run_id,
+                                      f"{model_title(point.model)} ({how})"))
+    return numbers
+
+
+# --- CSV ---------------------------------------------------------------------------------
+
+METRICS_CSV_COLUMNS = (
+    "run_id", "counts", "model", "model_title", "labels", "profile", "status", "dataset",
+    "dataset_sha256", "num_train", "num_test", "seed", "epochs", "epochs_run", "batch_size",
+    "learning_rate", "optimizer", "training_seconds", "test_top1", "test_top5",
+    "test_superclass_top1", "git_commit", "git_dirty", "tensorflow", "keras", "created_at")
+
+
+def _config_row(record: RunRecord) -> dict:
+    config = record.config or {}
+    hyper = config.get("hyperparameters") or {}
+    dataset = config.get("dataset") or {}
+    environment = config.get("environment") or {}
+    git = environment.get("git") or {}
+    packages = environment.get("packages") or {}
+    training = (record.metrics or {}).get("training") or {}
+    return {
+        "run_id": record.run_id, "model": record.model_number,
+        "model_title": model_title(record.model_number) if record.model_number else None,
+        "labels": record.label_set, "profile": config.get("profile"), "status": record.status,
+        "dataset": dataset.get("name"), "dataset_sha256": dataset.get("sha256"),
+        "num_train": dataset.get("num_train"), "num_test": dataset.get("num_test"),
+        "seed": config.get("seed"), "epochs": hyper.get("epochs"),
+        "epochs_run": training.get("epochs_run"), "batch_size": hyper.get("batch_size"),
+        "learning_rate": hyper.get("learning_rate"), "optimizer": hyper.get("optimizer"),
+        "training_seconds": training.get("training_seconds"),
+        "git_commit": git.get("commit"), "git_dirty": git.get("dirty"),
+        "tensorflow": packages.get("tensorflow"), "keras": packages.get("keras"),
+        "created_at": record.run.get("created_at"),
+    }
+
+
+def metrics_frame(records: Iterable[RunRecord],
+                  counting: Mapping[RunKey, RunRecord] | None = None) -> pd.DataFrame:
+    """Every completed run's headline metrics with the configuration behind them."""
+    counted = {r.run_id for r in (counting or {}).values()}
+    rows = []
+    for record in usable_runs(records):
+        metrics = record.metrics or {}
+        rows.append({**_config_row(record), "counts": record.run_id in counted,
+                     "test_top1": metrics.get("test_top1"),
+                     "test_top5": metrics.get("test_top5"),
+                     "test_superclass_top1": metrics.get("test_superclass_top1")})
+    return pd.DataFrame(rows, columns=list(METRICS_CSV_COLUMNS))
+
+
+def metrics_csv(records: Iterable[RunRecord],
+                counting: Mapping[RunKey, RunRecord] | None = None) -> str:
+    return metrics_frame(records, counting).to_csv(index=False)
+
+
+def per_class_csv(record: RunRecord) -> str:
+    """One run's per-class precision, recall, F1 and support, with its run id."""
+    table = per_class_table(record.metrics)
+    table.insert(0, "run_id", record.run_id)
+    return table.to_csv(index=False)
+
+
+# --- HTML --------------------------------------------------------------------------------
+
+_CSS = """
+body{font-family:Inter,Segoe UI,Helvetica,Arial,sans-serif;margin:2rem auto;max-width:1100px;
+color:#1d2733;padding:0 1rem}h1{margin-bottom:.2rem}h2{margin-top:2.2rem;border-bottom:1px solid
+#dde3ea;padding-bottom:.3rem}.muted{color:#5f6b7a;font-size:.9rem}.cards{display:flex;gap:1rem;
+flex-wrap:wrap}.card{border:1px solid #dde3ea;border-radius:8px;padding:.8rem 1rem;min-width:200px}
+.card .value{font-size:2rem;font-weight:600}table{border-collapse:collapse;width:100%;
+font-size:.85rem}th,td{border:1px solid #dde3ea;padding:.3rem .5rem;text-align:left;
+vertical-align:top}th{background:#f4f6f9}code{font-size:.85em}
+"""
+
+
+def _esc(value) -> str:
+    return html.escape("-" if value is None else str(value))
+
+
+def _pct(value) -> str:
+    return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "-"
+
+
+def _figure_html(fig) -> str:
+    return fig.to_html(full_html=False, include_plotlyjs=False,
+                       config={"displaylogo": False, "responsive": True})
+
+
+def _table(rows: list[dict]) -> str:
+    if not rows:
+        return "<p class='muted'>none</p>"
+    head = "".join(f"<th>{_esc(k)}</th>" for k in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_esc(v)}</td>" for v in row.values()) + "</tr>"
+                   for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _configuration_rows(record: RunRecord) -> dict:
+    config = record.config or {}
+    spec = config.get("model") or {}
+    hyper = config.get("hyperparameters") or {}
+    row = _config_row(record)
+    weights = (config.get("backbone_weights") or {}).get("weights")
+    return {
+        "run id": record.run_id,
+        "model": row["model_title"],
+        "what it adds": spec.get("change"),
+        "labels / profile": f"{row['labels']} / {row['profile']}",
+        "hyperparameters": ", ".join(f"{k}={v}" for k, v in hyper.items()
+                                     if k not in ("model", "labels", "profile")
+                                     and v is not None),
+        "seed": row["seed"],
+        "epochs run": row["epochs_run"],
+        "training time (s)": row["training_seconds"],
+        "data": f"{row['dataset']} sha256 {str(row['dataset_sha256'] or '')[:16]} "
+                f"({row['num_train']} train / {row['num_test']} test)",
+        "backbone weights": weights,
+        "code": f"{str(row['git_commit'] or 'unknown')[:12]}"
+                + (" (uncommitted changes)" if row["git_dirty"] else ""),
+        "TensorFlow / Keras": f"{row['tensorflow']} / {row['keras']}",
+        "created": row["created_at"],
+    }
+
+
+def build_html_report(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord], *,
+                      title: str = "CIFAR-100 model progression",
+                      generated_at: datetime | None = None) -> str:
+    """A single self-contained HTML file with the presentation's content.
+
+    ``counting`` are the runs that count per model (``choose_counting_runs``); ``records``
+    the runs to list in the metrics table.
+    """
+    import plotly.offline
+
+    from cifar_core.charts.classes import extremes_figure
+    from cifar_core.charts.confusion import confusion_figure
+    from cifar_core.charts.progression import progression_figure
+
+    records = list(records)
+    generated = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
+    points = progression_points(counting)
+    parts = [f"<h1>{_esc(title)}</h1>",
+             f"<p class='muted'>Generated {_esc(generated)} from {len(counting)} counted runs. "
+             "Every number names the run it comes from; the configuration of each run is "
+             "listed at the end.</p>"]
+    if not points:
+        parts.append("<p>No completed runs yet.</p>")
+    else:
+        datasets = sorted({p.dataset for p in points if p.dataset})
+        parts.append(f"<p class='muted'>Data: {_esc('; '.join(datasets))}</p>")
+        cards = "".join(
+            f"<div class='card'><div class='muted'>{_esc(n.label)}</div>"
+            f"<div class='value'>{_pct(n.value)}</div><div>{_esc(n.detail)}</div>"
+            f"<div class='muted'>run <code>{_esc(n.run_id)}</code></div></div>"
+            for n in headline_numbers(points))
+        parts += ["<h2>Headline</h2>", f"<div class='cards'>{cards}</div>",
+                  "<h2>Progression</h2>", _figure_html(progression_figure(points)),
+                  "<p class='muted'>Grey markers are the report's published CIFAR-100 results "
+                  + _esc(", ".join(f"model {m}: fine {v.get('fine')}%, superclasses "
+                                   f"{v.get('superclass')}%"
+                                   for m, v in sorted(REPORT_RESULTS.items())))
+                  + "; they are references, not measurements of this project.</p>",
+                  _table([{"model": model_title(p.model), "labels": p.labels,
+                           "top-1": _pct(p.top1), "top-5": _pct(p.top5),
+                           "superclass": _pct(p.superclass), "profile": p.profile,
+                           "run id": p.run_id} for p in points])]
+        focus = focus_run(counting)
+        if focus is not None:
+            parts.append(f"<h2>Inside {_esc(model_title(focus.model_number))}</h2>"
+                         f"<p class='muted'>run <code>{_esc(focus.run_id)}</code>, "
+                         f"{_esc(dataset_label(focus))}</p>")
+            if has_superclasses(focus.metrics):
+                parts.append(_figure_html(confusion_figure(
+                    confusion_matrix(focus.metrics, "superclass"),
+                    superclass_names(focus.metrics), normalize=True, selectable=False,
+                    title="Superclass confusion (% of each true superclass)")))
+            weakest, strongest = weakest_and_strongest(focus.metrics, "f1", 10)
+            parts.append(_figure_html(extremes_figure(weakest, strongest, "f1",
+                                                      focus.run_id)))
+    parts += ["<h2>All completed runs</h2>",
+              _table(metrics_frame(records, counting).drop(
+                  columns=["dataset_sha256", "git_dirty", "tensorflow", "keras"])
+                  .to_dict("records")),
+              "<h2>Configuration behind every number</h2>",
+              _table([_configuration_rows(r) for r in counting.values()])]
+    script = f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{_esc(title)}</title><style>{_CSS}</style>{script}</head>"
+            f"<body>{''.join(parts)}</body></html>")

@@ -1,0 +1,224 @@
+"""Which runs count, and the rows the Overview, the presentation and the report show.
+
+Several runs may exist for one model (reruns, other profiles, other data). For each
+(model, label set) one run *counts* in the progression: the latest completed run by default,
+or the one the user chose. Runs trained on different data sets are never mixed in one
+progression: every view is scoped to one data set, identified by name and content hash.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import pandas as pd
+
+from cifar_core.cli import run_summary
+from cifar_core.models.specs import SPECS
+from cifar_core.runs.store import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    RUN_FILE,
+    RUN_ID_PATTERN,
+    RunRecord,
+    runs_root,
+)
+
+RunKey = tuple[int, str]  # (model number, label set)
+
+
+def choice_key(key: RunKey) -> str:
+    """``(5, "fine")`` -> ``"5-fine"``: how a per-model run choice is stored (session, URL)."""
+    return f"{key[0]}-{key[1]}"
+
+
+def runs_fingerprint(artifacts: str | os.PathLike | None = None) -> tuple:
+    """A cheap key that changes whenever a run folder appears, disappears or is rewritten.
+
+    Only ``stat`` calls: the app computes it on every rerun and passes it to its cache, so
+    a run that finishes (its ``run.json`` and ``metrics.json`` are replaced) shows up without
+    a restart, while unchanged folders are not re-read.
+    """
+    root = runs_root(artifacts)
+    if not root.is_dir():
+        return (str(root),)
+    entries = []
+    for entry in sorted(os.scandir(root), key=lambda e: e.name):
+        if entry.name.startswith(".") or not RUN_ID_PATTERN.match(entry.name):
+            continue
+        stamps = [entry.name]
+        for name in (RUN_FILE, CONFIG_FILE, METRICS_FILE):
+            try:
+                stat = os.stat(os.path.join(entry.path, name))
+                stamps.append((stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                stamps.append(None)
+        entries.append(tuple(stamps))
+    return (str(root), *entries)
+
+
+def is_usable(record: RunRecord) -> bool:
+    """A completed run whose metrics could be read: it can be charted and compared."""
+    return (record.status == "completed" and isinstance(record.metrics, dict)
+            and isinstance(record.metrics.get("test_top1"), (int, float))
+            and record.model_number is not None and record.label_set is not None)
+
+
+def _newest_first(records: Iterable[RunRecord]) -> list[RunRecord]:
+    return sorted(records, key=lambda r: (r.run.get("created_at") or "", r.run_id), reverse=True)
+
+
+def dataset_key(record: RunRecord) -> str | None:
+    """``"cifar100:1a2b3c4d5e6f"``: a run's data set by name and content hash."""
+    dataset = (record.config or {}).get("dataset") or {}
+    if not dataset.get("name"):
+        return None
+    return f"{dataset['name']}:{str(dataset.get('sha256') or '')[:12]}"
+
+
+def dataset_label(record: RunRecord) -> str:
+    dataset = (record.config or {}).get("dataset") or {}
+    name = dataset.get("name") or "unknown data"
+    sha = str(dataset.get("sha256") or "")[:8]
+    sizes = f", {dataset.get('num_train')} train / {dataset.get('num_test')} test"
+    return f"{name} ({sha}{sizes})" if sha else name
+
+
+def datasets_of(records: Iterable[RunRecord]) -> dict[str, str]:
+    """Data sets of the usable runs, newest first: key -> label."""
+    found: dict[str, str] = {}
+    for record in _newest_first(r for r in records if is_usable(r)):
+        key = dataset_key(record)
+        if key and key not in found:
+            found[key] = dataset_label(record)
+    return found
+
+
+def usable_runs(records: Iterable[RunRecord], dataset: str | None = None) -> list[RunRecord]:
+    """Usable runs (of ``dataset`` when given), newest first."""
+    return _newest_first(r for r in records if is_usable(r)
+                         and (dataset is None or dataset_key(r) == dataset))
+
+
+def runs_by_model(records: Iterable[RunRecord], dataset: str | None = None
+                  ) -> dict[RunKey, list[RunRecord]]:
+    """Usable runs grouped by (model, labels), each group newest first, groups in model order."""
+    groups: dict[RunKey, list[RunRecord]] = {}
+    for record in usable_runs(records, dataset):
+        groups.setdefault((record.model_number, record.label_set), []).append(record)
+    return dict(sorted(groups.items(), key=lambda item: (item[0][0], item[0][1] != "fine")))
+
+
+def choose_counting_runs(records: Iterable[RunRecord], choices: Mapping[str, str] | None = None,
+                         dataset: str | None = None) -> dict[RunKey, RunRecord]:
+    """The run that counts for each (model, labels): the user's choice, else the latest.
+
+    ``choices`` maps ``choice_key`` to a run id; a choice naming a run that is gone, not
+    completed or of another model falls back to the latest, so a stale choice never hides a
+    model from the progression.
+    """
+    choices = choices or {}
+    counting = {}
+    for key, group in runs_by_model(records, dataset).items():
+        wanted = choices.get(choice_key(key))
+        chosen = next((r for r in group if r.run_id == wanted), group[0])
+        counting[key] = chosen
+    return counting
+
+
+@dataclass(frozen=True)
+class ProgressionPoint:
+    """One model's counted result: every number carries the run it came from."""
+
+    model: int
+    labels: str
+    run_id: str
+    top1: float
+    top5: float | None
+    superclass: float | None  # fine runs: predictions mapped to superclasses; coarse: = top1
+    profile: str | None
+    dataset: str | None
+
+
+def model_title(number: int) -> str:
+    spec = SPECS.get(number)
+    return f"Model {number}: {spec.title}" if spec else f"Model {number}"
+
+
+def progression_points(counting: Mapping[RunKey, RunRecord]) -> list[ProgressionPoint]:
+    """The counted runs as chart points, in model order (fine before coarse)."""
+    points = []
+    for (model, labels), record in sorted(counting.items(),
+                                          key=lambda item: (item[0][0], item[0][1] != "fine")):
+        metrics = record.metrics or {}
+        superclass = metrics.get("test_superclass_top1")
+        points.append(ProgressionPoint(
+            model=model, labels=labels, run_id=record.run_id,
+            top1=float(metrics["test_top1"]),
+            top5=_float_or_none(metrics.get("test_top5")),
+            superclass=_float_or_none(superclass),
+            profile=(record.config or {}).get("profile"),
+            dataset=dataset_label(record)))
+    return points
+
+
+def _float_or_none(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _percent(value) -> float | None:
+    return round(100.0 * value, 2) if isinstance(value, (int, float)) else None
+
+
+RUNS_TABLE_COLUMNS = ("run id", "model", "labels", "profile", "data set", "epochs",
+                      "training time (s)", "top-1 %", "top-5 %", "superclass %", "status",
+                      "counts", "problems")
+
+
+def runs_table(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord] | None = None
+               ) -> pd.DataFrame:
+    """Every run (unreadable ones too, with their reason), newest first, as a table."""
+    counted = {r.run_id for r in (counting or {}).values()}
+    rows = []
+    for record in _newest_first(records):
+        summary = run_summary(record)
+        notes = list(summary["problems"])
+        if summary["error"] and record.status in ("failed", "stopped"):
+            notes.append(str(summary["error"]))
+        rows.append({
+            "run id": record.run_id,
+            "model": summary["model"],
+            "labels": summary["labels"],
+            "profile": summary["profile"],
+            "data set": dataset_label(record) if record.config else None,
+            "epochs": summary["epochs_run"],
+            "training time (s)": summary["training_seconds"],
+            "top-1 %": _percent(summary["test_top1"]),
+            "top-5 %": _percent(summary["test_top5"]),
+            "superclass %": _percent(summary["test_superclass_top1"]),
+            "status": record.status,
+            "counts": record.run_id in counted,
+            "problems": "; ".join(notes),
+        })
+    return pd.DataFrame(rows, columns=list(RUNS_TABLE_COLUMNS))
+
+
+def run_label(record: RunRecord) -> str:
+    """A short, unique label for pickers: ``m5 fine · quick · 12.0% · <run id>``."""
+    parts = [f"m{record.model_number}" if record.model_number is not None else "m?",
+             record.label_set or "?"]
+    profile = (record.config or {}).get("profile")
+    if profile:
+        parts.append(profile)
+    top1 = (record.metrics or {}).get("test_top1")
+    if isinstance(top1, (int, float)):
+        parts.append(f"{100 * top1:.1f}%")
+    elif record.status != "completed":
+        parts.append(record.status)
+    parts.append(record.run_id)
+    return " · ".join(parts)
+
+
+def find_run(records: Iterable[RunRecord], run_id: str | None) -> RunRecord | None:
+    return next((r for r in records if r.run_id == run_id), None) if run_id else None

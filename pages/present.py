@@ -1,0 +1,63 @@
+"""Present: the stakeholder view, without controls, and the report to take away."""
+
+from datetime import UTC, datetime
+
+import streamlit as st
+
+from cifar_core.analysis import classes as class_analysis
+from cifar_core.analysis import report
+from cifar_core.analysis.runs import model_title, progression_points
+from cifar_core.charts.classes import extremes_figure
+from cifar_core.charts.confusion import confusion_figure
+from cifar_core.charts.progression import progression_figure
+from pages import _ui
+
+_ui.page_frame()
+
+st.title("CIFAR-100: from a one-layer CNN to transfer learning")
+records = _ui.runs()
+scope, datasets, counting = _ui.scope_and_counting()
+if not counting:
+    st.info("Nothing to present yet: no completed runs. See the **Overview** page.")
+    st.stop()
+
+points = progression_points(counting)
+st.caption(f"Data: {datasets[scope]}. Each number names its run; the downloadable report "
+           "lists every run's configuration.")
+numbers = report.headline_numbers(points)
+for column, number in zip(st.columns(len(numbers)), numbers, strict=True):
+    column.metric(number.label, f"{100 * number.value:.1f}%", help=f"run {number.run_id}")
+    column.caption(f"{number.detail} · run {number.run_id}")
+
+st.plotly_chart(progression_figure(points, title="Test accuracy by model"), width="stretch",
+                config={"displayModeBar": False})
+
+focus = report.focus_run(counting)
+with _ui.guard("Inside the best model"):
+    st.subheader(f"Inside {model_title(focus.model_number)}")
+    st.caption(f"run {focus.run_id}")
+    left, right = st.columns(2)
+    if class_analysis.has_superclasses(focus.metrics):
+        left.plotly_chart(confusion_figure(
+            class_analysis.confusion_matrix(focus.metrics, "superclass"),
+            class_analysis.superclass_names(focus.metrics), normalize=True, selectable=False,
+            title="Superclass confusion (% of each true superclass)"),
+            width="stretch", config={"displayModeBar": False})
+    weakest, strongest = class_analysis.weakest_and_strongest(focus.metrics, "f1", 8)
+    right.plotly_chart(extremes_figure(weakest, strongest, "f1"), width="stretch",
+                       config={"displayModeBar": False})
+
+stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+left, middle, right = st.columns(3)
+with _ui.guard("Preparing the downloads"):
+    left.download_button(
+        "Download the report (HTML)", type="primary", on_click="ignore",
+        data=lambda: report.build_html_report(records, counting),
+        file_name=f"cifar-report-{stamp}.html", mime="text/html",
+        help="One self-contained file: charts, numbers, run ids and configurations.")
+    middle.download_button("Metrics of all runs (CSV)", on_click="ignore",
+                           data=report.metrics_csv(records, counting),
+                           file_name=f"cifar-metrics-{stamp}.csv", mime="text/csv")
+    right.download_button(f"Per-class metrics of {focus.run_id} (CSV)", on_click="ignore",
+                          data=report.per_class_csv(focus), file_name=f"{focus.run_id}-classes.csv",
+                          mime="text/csv")

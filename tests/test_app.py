@@ -1,0 +1,353 @@
+"""The dashboard through streamlit.testing.v1.AppTest, on run folders made by real training."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hostile_files import invalid_images, valid_images
+from streamlit.testing.v1 import AppTest
+
+from cifar_core.runs.store import list_runs
+
+pytestmark = pytest.mark.slow
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ("overview", "classes", "confusion", "augmentation", "classify", "tuning", "present")
+TIMEOUT = 120  # the first run imports TensorFlow
+TRIALS_CSV = (
+    "stage,trial_id,units_1,units_2,dropout,learning_rate,optimizer,fold_1,fold_2,fold_3,"
+    "mean,seconds\n"
+    "1,t00,128,64,0.2,0.001,adam,0.30,0.32,0.31,0.31,12.5\n"
+    "1,t01,256,64,0.3,0.0005,sgd,0.25,0.27,0.26,0.26,11.0\n"
+    "2,g00,256,64,0.2,0.001,adam,0.40,0.41,0.42,0.41,30.2\n"
+    "2,g01,256,64,0.3,0.001,adam,0.43,0.44,0.42,0.43,29.0\n")
+
+
+def _copy_run(source: Path, root: Path, run_id: str, **run_fields) -> Path:
+    target = root / "runs" / run_id
+    shutil.copytree(source, target)
+    run = json.loads((target / "run.json").read_text())
+    run.update(run_id=run_id, **run_fields)
+    (target / "run.json").write_text(json.dumps(run))
+    return target
+
+
+@pytest.fixture(scope="module")
+def dashboard_runs(tmp_path_factory, fixture_runs) -> Path:
+    """The fixture runs, one of them with a model-7 style trials.csv."""
+    root = tmp_path_factory.mktemp("dashboard")
+    shutil.copytree(fixture_runs / "runs", root / "runs")
+    searched = next(r for r in list_runs(root) if r.model_number == 5)
+    (searched.path / "trials.csv").write_text(TRIALS_CSV)
+    return root
+
+
+def _app(artifacts: Path, **state) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.session_state["artifacts_dir"] = str(artifacts)
+    for key, value in state.items():
+        at.session_state[key] = value
+    return at
+
+
+def _open(at: AppTest, page: str) -> AppTest:
+    """Run the app's main script, then switch to the page; no exception may escape."""
+    at.run()
+    at.switch_page(f"pages/{page}.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _no_errors(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _charts(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _array(value) -> np.ndarray:
+    """A plotly JSON array, plain or typed (``{"dtype", "bdata", "shape"}``)."""
+    if isinstance(value, dict) and "bdata" in value:
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = [int(n) for n in str(value.get("shape", len(flat))).split(",")]
+        return flat.reshape(shape)
+    return np.asarray(value)
+
+
+def _images(at: AppTest) -> list[str]:
+    return [caption for element in at.get("image") for caption in element.captions]
+
+
+# --- every page on real runs --------------------------------------------------------------
+
+
+def test_overview_shows_progression_and_every_run(dashboard_runs):
+    at = _open(_app(dashboard_runs), "overview")
+    _no_errors(at)
+    records = list_runs(dashboard_runs)
+    table = at.dataframe[0].value
+    assert set(table["run id"]) == {r.run_id for r in records}
+    assert table["counts"].all()
+    names = [trace.get("name") for trace in _charts(at)[0]["data"]]
+    assert "Fine top-1" in names and "Report (CIFAR-100): fine top-1" in names
+    assert [s.label for s in at.sidebar.selectbox] == ["Run"]
+    assert at.sidebar.selectbox[0].value == records[0].run_id  # the latest by default
+
+
+def test_classes_page_tables_charts_and_gallery(dashboard_runs):
+    fine = next(r for r in list_runs(dashboard_runs) if r.model_number == 5)
+    at = _open(_app(dashboard_runs, run_id=fine.run_id), "classes")
+    _no_errors(at)
+    assert len(at.dataframe[0].value) == 100
+    at.multiselect[0].set_value(["super_04"]).run()
+    assert set(at.dataframe[0].value["superclass"]) == {"super_04"}
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert any(t.startswith("Weakest and strongest") for t in titles)
+    assert any(t.startswith("Per-class f1: run B") for t in titles)  # vs model 1 (fine)
+    assert any(t.startswith("Most confused") for t in titles)
+    class_box = next(s for s in at.selectbox if s.label == "Class")
+    class_box.set_value("class_07").run()
+    _no_errors(at)
+    captions = _images(at)
+    assert captions and all("true class_07" in c for c in captions)
+
+
+def test_confusion_page_cell_choice_shows_its_images(dashboard_runs):
+    fine = next(r for r in list_runs(dashboard_runs)
+                if r.model_number == 1 and r.label_set == "fine")
+    at = _open(_app(dashboard_runs, run_id=fine.run_id), "confusion")
+    _no_errors(at)
+    matrix = np.asarray(fine.metrics["confusion_superclass"])
+    i, j = np.unravel_index(np.argmax(matrix), matrix.shape)
+    at.selectbox(key="confusion-true").set_value(f"super_{i:02d}")
+    at.selectbox(key="confusion-predicted").set_value(f"super_{j:02d}")
+    at.run()
+    _no_errors(at)
+    captions = _images(at)
+    assert len(captions) == min(24, matrix[i, j])
+    assert any(f"**{matrix[i, j]} test images**" in m.value for m in at.markdown)
+    heat = _charts(at)[0]["data"][0]
+    assert heat["type"] == "heatmap"
+    assert np.array_equal(_array(heat["z"]), matrix)
+    at.radio[0].set_value("% of each true class").run()
+    _no_errors(at)
+    fine_chart = _charts(at)[1]
+    assert fine_chart["data"][0]["x"][-1] == "(other superclasses)"
+
+
+def test_augmentation_page_is_seeded(dashboard_runs):
+    at = _open(_app(dashboard_runs), "augmentation")
+    _no_errors(at)
+    first = _charts(at)[0]
+    at.run()
+    assert _charts(at)[0]["data"] == first["data"]  # same seed, same flips
+    at.number_input[0].set_value(5).run()
+    _no_errors(at)
+    assert _charts(at)[0]["data"] != first["data"]
+    assert any("produces: as is" in c.value for c in at.caption)
+
+
+def test_tuning_page_reads_trials_and_highlights_the_choice(dashboard_runs):
+    at = _open(_app(dashboard_runs), "tuning")
+    _no_errors(at)
+    parcoords = _charts(at)[0]["data"][0]
+    assert parcoords["type"] == "parcoords"
+    assert _array(parcoords["line"]["color"]).tolist() == [0, 0, 0, 1]  # g01: best, stage 2
+    tables = [d.value for d in at.dataframe]
+    assert [len(t) for t in tables] == [2, 2]  # one tab per stage
+
+
+def test_tuning_page_without_a_search(fixture_runs):
+    at = _open(_app(fixture_runs), "tuning")
+    _no_errors(at)
+    assert "No hyperparameter search yet" in at.info[0].value
+
+
+def test_present_page_headline_and_downloads(dashboard_runs):
+    at = _open(_app(dashboard_runs), "present")
+    _no_errors(at)
+    labels = [m.label for m in at.metric]
+    assert labels[0] == "Best fine top-1"
+    records = list_runs(dashboard_runs)
+    best = max((r for r in records if r.label_set == "fine"),
+               key=lambda r: (r.metrics["test_top1"], r.model_number))
+    assert at.metric[0].value == f"{100 * best.metrics['test_top1']:.1f}%"
+    downloads = [b.proto.label for b in at.get("download_button")]
+    assert downloads[0] == "Download the report (HTML)"
+    assert "Metrics of all runs (CSV)" in downloads
+    assert not at.main.get("selectbox") and not at.main.get("slider")  # no page controls
+
+
+def test_overview_lets_the_user_choose_the_counting_run(tmp_path, fixture_runs):
+    shutil.copytree(fixture_runs / "runs", tmp_path / "runs")
+    fine1 = next(r for r in list_runs(tmp_path) if r.model_number == 1 and r.label_set == "fine")
+    older = _copy_run(fine1.path, tmp_path, "20000101-000000-m1-fine",
+                      created_at="2000-01-01T00:00:00+00:00").name
+    at = _open(_app(tmp_path), "overview")
+    rows = at.dataframe[0].value.set_index("run id")
+    assert rows.loc[fine1.run_id, "counts"] and not rows.loc[older, "counts"]
+    at.selectbox(key="counting-1-fine").set_value(older).run()
+    _no_errors(at)
+    rows = at.dataframe[0].value.set_index("run id")
+    assert rows.loc[older, "counts"] and not rows.loc[fine1.run_id, "counts"]
+    at.switch_page("pages/present.py").run()  # the choice holds on the other pages
+    _no_errors(at)
+    assert any(older in (m.help or "") for m in at.metric) or \
+        any(older in c.value for c in at.caption)
+
+
+def test_a_finished_run_appears_without_restart(tmp_path, fixture_runs):
+    first, *others = sorted((fixture_runs / "runs").iterdir())
+    shutil.copytree(first, tmp_path / "runs" / first.name)
+    at = _open(_app(tmp_path), "overview")
+    assert len(at.dataframe[0].value) == 1
+    for other in others:
+        shutil.copytree(other, tmp_path / "runs" / other.name)
+    at.run()
+    assert len(at.dataframe[0].value) == 1 + len(others)
+
+
+# --- first launch -------------------------------------------------------------------------
+
+
+def test_empty_state_explains_and_queues_the_quick_progression(tmp_path, monkeypatch):
+    import cifar_core.jobs
+
+    calls = []
+
+    def fake_submit(artifacts, models=range(1, 6), profile="quick", data=None):
+        calls.append((artifacts, list(models), profile, data))
+        return [f"queued-{m}" for m in models]
+
+    monkeypatch.setattr(cifar_core.jobs, "submit_progression", fake_submit)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no CIFAR-100 cached
+    at = _open(_app(tmp_path / "empty"), "overview")
+    _no_errors(at)
+    assert "There are no runs yet" in at.markdown[0].value
+    assert len(at.button) == 1
+    assert "cifar-100-python.tar.gz" in at.warning[0].value
+    assert "CIFAR_CORE_DATA" in at.warning[0].value
+    at.button[0].click().run()
+    _no_errors(at)
+    assert calls == [(str(tmp_path / "empty"), [1, 2, 3, 4, 5], "quick", None)]
+    assert "queued-1, queued-2, queued-3, queued-4, queued-5" in at.success[0].value
+
+
+def test_empty_state_with_data_and_without_the_job_system(tmp_path, tiny_cifar100,
+                                                          monkeypatch):
+    monkeypatch.setitem(sys.modules, "cifar_core.jobs", None)  # import fails
+    at = _open(_app(tmp_path, data_source=str(tiny_cifar100)), "overview")
+    _no_errors(at)
+    assert not at.warning
+    assert str(tiny_cifar100) in at.caption[0].value
+    at.button[0].click().run()
+    assert not at.exception
+    assert "cifar-core train --model" in at.error[0].value
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if p != "overview"])
+def test_pages_without_runs_explain_instead_of_failing(tmp_path, page):
+    at = _open(_app(tmp_path), page)
+    assert not at.exception
+    messages = [m.value for m in (*at.info, *at.error)]
+    assert messages, page
+
+
+# --- classify -----------------------------------------------------------------------------
+
+VALID = valid_images()
+INVALID = invalid_images()
+
+
+@pytest.fixture(scope="module")
+def classify_app(dashboard_runs):
+    fine = next(r for r in list_runs(dashboard_runs) if r.model_number == 5)
+    at = _open(_app(dashboard_runs, run_id=fine.run_id), "classify")
+    assert "Upload an image" in at.info[0].value
+    return at, fine
+
+
+@pytest.mark.parametrize("name", ["rgba.png", "palette.png", "grey.png", "photo.jpg",
+                                  "image.bmp", "image.webp", "animated.gif", "huge.jpg"])
+def test_classify_valid_uploads(classify_app, name):
+    at, run = classify_app
+    at.file_uploader[0].set_value((name, VALID[name], "application/octet-stream")).run()
+    _no_errors(at)
+    prediction = next(m for m in at.metric if m.label == "Prediction")
+    assert prediction.value in run.metrics["class_names"]
+    superclass = next(m for m in at.metric if m.label == "Superclass")
+    assert superclass.value in run.metrics["superclass_names"]
+    charts = _charts(at)
+    top = charts[0]["data"][0]
+    assert top["y"][0] == prediction.value and len(top["y"]) == 5
+    assert [t["type"] for t in charts[1]["data"]] == ["image", "heatmap"]
+    assert "32x32 input" in _images(at)[0]
+
+
+@pytest.mark.parametrize("name", ["text.png", "truncated.png", "truncated.jpg", "bomb.png",
+                                  "empty.png"])
+def test_classify_invalid_uploads_get_a_clear_message(classify_app, name):
+    at, _ = classify_app
+    at.file_uploader[0].set_value((name, INVALID[name], "image/png")).run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith(f"This file cannot be classified: {name}:")
+    assert not [m for m in at.metric if m.label == "Prediction"]
+
+
+# --- odd run folders ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def odd_runs(tmp_path_factory, fixture_runs) -> Path:
+    """Completed-looking runs with parts missing or corrupted, beside a few unreadable ones."""
+    root = tmp_path_factory.mktemp("odd")
+    (root / "runs").mkdir()
+    source = next(p for p in sorted((fixture_runs / "runs").iterdir()) if "m1-fine" in p.name)
+    no_files = _copy_run(source, root, "20300101-000001-m1-fine")
+    (no_files / "predictions.npz").unlink()
+    (no_files / "model.keras").write_bytes(b"not a zip")
+    bad_metrics = _copy_run(source, root, "20300101-000002-m1-fine")
+    metrics = json.loads((bad_metrics / "metrics.json").read_text())
+    for key in ("per_class", "confusion_superclass", "confusion"):
+        metrics.pop(key)
+    (bad_metrics / "metrics.json").write_text(json.dumps(metrics))
+    moved = _copy_run(source, root, "20300101-000003-m1-fine")
+    config = json.loads((moved / "config.json").read_text())
+    config["dataset"]["source"] = "/nowhere/cifar-100-python.tar.gz"
+    (moved / "config.json").write_text(json.dumps(config))
+    (moved / "trials.csv").write_text("nothing,useful\n1,2\n")
+    corrupt = _copy_run(source, root, "20300101-000004-m1-fine")
+    (corrupt / "metrics.json").write_text("{")
+    newer = root / "runs" / "20300101-000005-m1-fine"
+    newer.mkdir()
+    (newer / "run.json").write_text(json.dumps({"schema_version": 2, "status": "completed"}))
+    (root / "runs" / "20300101-000006-m1-fine").mkdir()  # no run.json at all
+    stale = _copy_run(source, root, "20300101-000007-m1-fine", status="running",
+                      heartbeat_at="2000-01-01T00:00:00+00:00")
+    (stale / "metrics.json").unlink()
+    return root
+
+
+@pytest.mark.parametrize("run_id", ["20300101-000001-m1-fine", "20300101-000002-m1-fine",
+                                    "20300101-000003-m1-fine"])
+def test_odd_run_folders_never_crash_a_page(odd_runs, run_id):
+    at = _app(odd_runs, run_id=run_id)
+    at.run()
+    for page in PAGES:
+        at.switch_page(f"pages/{page}.py").run()
+        assert not at.exception, (page, [e.value for e in at.exception])
+    at.switch_page("pages/overview.py").run()
+    rows = at.dataframe[0].value.set_index("run id")
+    assert rows.loc["20300101-000004-m1-fine", "problems"].startswith("metrics.json: unreadable")
+    assert rows.loc["20300101-000005-m1-fine", "status"] == "unreadable"
+    assert rows.loc["20300101-000007-m1-fine", "status"] == "failed"
+    assert "interrupted" in rows.loc["20300101-000007-m1-fine", "problems"]
