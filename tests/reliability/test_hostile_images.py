@@ -28,8 +28,8 @@ def test_sixteen_bit_values_are_scaled_not_clipped():
 
 
 def test_transparent_pixels_become_white_not_black():
-    from PIL import Image
     from hostile_files import encode
+    from PIL import Image
 
     clear = Image.new("RGBA", (8, 8), (0, 0, 0, 0))
     assert load_image_array(encode(clear, "PNG")).min() == 255
