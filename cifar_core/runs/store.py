@@ -11,6 +11,10 @@
 ``predictions.npz``    test predictions (top-k classes and probabilities)
 ``model.keras``        the trained model (loaded with Keras safe mode on)
 ``log.txt``            the job's console output (jobs started from the app)
+``job.json``           a queued job's request and launches (``cifar_core.jobs``)
+``trials.csv``         model 7: one row per search trial (``cifar_core.search``)
+``search.json``        model 7: search settings, grid, chosen configuration
+``tuner/``             model 7: keras-tuner's own state, for resuming
 =====================  =========================================================
 
 Status lifecycle: ``queued`` -> ``running`` -> ``completed`` | ``failed`` | ``stopped``.
