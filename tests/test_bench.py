@@ -1,0 +1,45 @@
+"""cifar-core bench: model lists, the generated BENCHMARKS.md block, rows from run folders."""
+
+from __future__ import annotations
+
+import pytest
+
+from cifar_core.bench import BenchRow, parse_model_list, render_markdown, update_section
+from cifar_core.errors import ConfigError
+from cifar_core.runs.store import list_runs
+
+
+def test_model_lists():
+    assert parse_model_list("1-5") == [1, 2, 3, 4, 5]
+    assert parse_model_list("1,3, 6") == [1, 3, 6]
+    assert parse_model_list("1-3,2,7") == [1, 2, 3, 7]
+    for bad in ("", "a", "5-1", "1-"):
+        with pytest.raises(ConfigError):
+            parse_model_list(bad)
+
+
+def test_generated_block_is_replaced_and_hand_written_text_kept(tmp_path):
+    target = tmp_path / "BENCHMARKS.md"
+    update_section(target, "demo", "first\n", title="Demo")
+    text = target.read_text() + "\nHand-written analysis.\n"
+    target.write_text(text)
+    update_section(target, "demo", "second\n", title="Demo")
+    update_section(target, "other", "third\n", title="Other")
+    final = target.read_text()
+    assert "second" in final and "first" not in final and "third" in final
+    assert final.count("## Demo") == 1 and "Hand-written analysis." in final
+    assert final.index("second") < final.index("Hand-written") < final.index("third")
+
+
+def test_rows_come_from_run_folders_and_name_their_run(fixture_runs):
+    records = [r for r in list_runs(str(fixture_runs)) if r.label_set == "fine"]
+    rows = [BenchRow.from_run(r.path, wall_seconds=1.0) for r in records]
+    assert {r.model for r in rows} == {1, 5}
+    for row, record in zip(rows, records, strict=True):
+        assert row.test_top1 == record.metrics["test_top1"] and row.epochs_run == 1
+    identity = records[0].config["dataset"]
+    text = render_markdown(rows, dataset=identity, profile="quick", seed=42,
+                           command="cifar-core bench --models 1,5")
+    for record in records:
+        assert f"`{record.run_id}`" in text
+    assert identity["sha256"][:16] in text and "TensorFlow" in text
