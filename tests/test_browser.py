@@ -33,7 +33,8 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-sync"]
 PAGES = [  # (url path, title on the page)
     ("", "Overview"), ("present", "CIFAR-100: from a one-layer CNN to transfer learning"),
-    ("tuning", "Tuning"), ("classes", "Classes"), ("confusion", "Confusion"),
+    ("train", "Train"), ("tuning", "Tuning"), ("classes", "Classes"),
+    ("confusion", "Confusion"),
     ("augmentation", "Augmentation"), ("classify", "Classify")]
 START_TIMEOUT = 120
 RENDER_TIMEOUT_MS = 120_000
