@@ -14,9 +14,13 @@ from pages import _ui
 
 _ui.page_frame()
 
-st.title("CIFAR-100: from a one-layer CNN to transfer learning")
 records = _ui.runs()
 scope, datasets, counting = _ui.scope_and_counting()
+first = next(iter(counting.values()), None)
+data_name = (((first.config or {}).get("dataset") or {}).get("name") if first else None) \
+    or "CIFAR-100"
+title = f"{data_name}: from a one-layer CNN to transfer learning"
+st.title(title)
 if not counting:
     st.info("Nothing to present yet: no completed runs. See the **Overview** page.")
     st.stop()
@@ -52,7 +56,7 @@ left, middle, right = st.columns(3)
 with _ui.guard("Preparing the downloads"):
     left.download_button(
         "Download the report (HTML)", type="primary", on_click="ignore",
-        data=lambda: report.build_html_report(records, counting),
+        data=lambda: report.build_html_report(records, counting, title=title),
         file_name=f"cifar-report-{stamp}.html", mime="text/html",
         help="One self-contained file: charts, numbers, run ids and configurations.")
     middle.download_button("Metrics of all runs (CSV)", on_click="ignore",

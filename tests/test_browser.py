@@ -32,7 +32,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
 PAGES = [  # (url path, title on the page)
-    ("", "Overview"), ("present", "CIFAR-100: from a one-layer CNN to transfer learning"),
+    ("", "Overview"), ("present", "cifar100: from a one-layer CNN to transfer learning"),
     ("train", "Train"), ("tuning", "Tuning"), ("classes", "Classes"),
     ("confusion", "Confusion"),
     ("augmentation", "Augmentation"), ("classify", "Classify")]
