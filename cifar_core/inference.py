@@ -14,6 +14,8 @@ from cifar_core.runs.store import MODEL_FILE, load_run
 
 def load_model_safely(path: Path) -> keras.Model:
     """Load ``model.keras`` with Keras safe mode on: a model carrying code is refused."""
+    if Path(path).is_symlink():
+        raise RunFolderError(f"{path}: a link; refused (it could point outside the run)")
     if not Path(path).is_file():
         raise RunFolderError(f"{path}: missing; this run has no saved model")
     try:

@@ -29,7 +29,10 @@ def test_each_model_is_the_previous_plus_exactly_one_change():
         before, after = SPECS[number - 1], SPECS[number]
         changed = {f.name for f in fields(before)
                    if getattr(before, f.name) != getattr(after, f.name)} - IDENTITY_FIELDS
-        assert len(changed) == 1, (number, changed)
+        if number == 6:  # the pretrained base comes with its fine-tuning step size
+            assert changed == {"stem", "learning_rate"}
+        else:
+            assert len(changed) == 1, (number, changed)
 
 
 @pytest.mark.parametrize("number", [1, 2, 3, 4, 5])

@@ -43,7 +43,7 @@ TINY_SEARCH = dict(profile="quick", epochs=1, batch_size=32, backbone_weights=No
                    search_batch_size=50, grid_epochs=1, grid_batch_size=50, grid_trials=2)
 
 
-def _values(units_1=128, units_2=64, dropout=0.2, learning_rate=1e-3, optimizer="adam"):
+def _values(units_1=128, units_2=64, dropout=0.2, learning_rate=1e-4, optimizer="adam"):
     return dict(units_1=units_1, units_2=units_2, dropout=dropout,
                 learning_rate=learning_rate, optimizer=optimizer)
 
@@ -55,7 +55,7 @@ def test_stage2_grid_covers_what_differs_among_the_top_three():
               ("d", _values(units_1=64, units_2=32))]  # fourth: not looked at
     plan = plan_grid(ranked)
     assert plan.varying == {"units_1": (128, 256, 512), "optimizer": ("adam", "rmsprop")}
-    assert plan.fixed == {"units_2": 64, "dropout": 0.3, "learning_rate": 1e-3}
+    assert plan.fixed == {"units_2": 64, "dropout": 0.3, "learning_rate": 1e-4}
     assert plan.from_trials == ("a", "b", "c") and plan.size == 6
     combos = plan.combinations()
     assert len(combos) == 6 and len({json.dumps(c, sort_keys=True) for c in combos}) == 6
@@ -84,7 +84,7 @@ class ScoringRunner:
 
 
 def test_stopped_grid_search_resumes_where_it_stopped(tmp_path):
-    plan = plan_grid([("a", _values(units_1=128, learning_rate=1e-3, optimizer="adam")),
+    plan = plan_grid([("a", _values(units_1=128, learning_rate=1e-4, optimizer="adam")),
                       ("b", _values(units_1=256, learning_rate=3e-4, optimizer="rmsprop"))])
     assert plan.size == 8
 
@@ -108,7 +108,7 @@ def test_stopped_grid_search_resumes_where_it_stopped(tmp_path):
     assert len(done) == 8 and len(keys) == 8  # every combination once
     assert len(second.calls) == 5  # the interrupted one again, then the four never run
     best = resumed.oracle.get_best_trials(1)[0].hyperparameters.values
-    assert (best["units_1"], best["learning_rate"]) == (256, 1e-3)
+    assert (best["units_1"], best["learning_rate"]) == (256, 3e-4)
 
 
 def _rows(path: Path) -> list[dict]:

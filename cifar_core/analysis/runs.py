@@ -45,7 +45,8 @@ def runs_fingerprint(artifacts: str | os.PathLike | None = None) -> tuple:
         return (str(root),)
     entries = []
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name.startswith(".") or not RUN_ID_PATTERN.match(entry.name):
+        if (entry.name.startswith(".") or not RUN_ID_PATTERN.match(entry.name)
+                or entry.is_symlink()):  # list_runs skips links: never look through them
             continue
         stamps = [entry.name]
         for name in (RUN_FILE, CONFIG_FILE, METRICS_FILE):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -108,6 +109,16 @@ class Split:
 
     train_idx: np.ndarray
     val_idx: np.ndarray
+
+
+def training_split_size(num_images: int,
+                        validation_fraction: float = VALIDATION_FRACTION) -> int:
+    """How many of ``num_images`` training images ``stratified_split`` keeps for training.
+
+    scikit-learn holds out ``ceil(fraction * n)``; knowing the size without the labels lets a
+    batch size be checked against the data before any work starts.
+    """
+    return num_images - math.ceil(validation_fraction * num_images)
 
 
 def stratified_split(labels: np.ndarray, *, seed: int,

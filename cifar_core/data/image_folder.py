@@ -44,8 +44,12 @@ def _locate(parts: tuple[str, ...]) -> tuple[tuple[str, ...], str, str] | None:
     return None
 
 
-def _iter_archive(archive: Path) -> Iterator[tuple[tuple[str, ...], bytes | None, str]]:
-    """Yield (parts, bytes, label) for every regular file; links are refused."""
+def _iter_archive(archive: Path, *, read: bool = True
+                  ) -> Iterator[tuple[tuple[str, ...], bytes | None, str]]:
+    """Yield (parts, bytes, label) for every regular file; links are refused.
+
+    ``read=False`` yields None for the bytes: names only, for counting.
+    """
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
@@ -54,8 +58,8 @@ def _iter_archive(archive: Path) -> Iterator[tuple[tuple[str, ...], bytes | None
                     raise DataError(f"{archive}: refused link member '{member.name}'")
                 if not member.isfile():
                     continue
-                handle = tar.extractfile(member)
-                yield parts, handle.read(), f"{archive}:{member.name}"
+                data = tar.extractfile(member).read() if read else None
+                yield parts, data, f"{archive}:{member.name}"
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise DataError(f"{archive}: not a readable tar archive, it may be truncated or "
                         f"corrupted ({type(exc).__name__}: {exc})") from None
@@ -84,6 +88,22 @@ def source_fingerprint(path: Path) -> str:
             stat = file.stat()
             digest.update(f"{file.relative_to(path)}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()
+
+
+def count_training_files(path: Path) -> int:
+    """The number of training images of the image-folder data set at ``path``, undecoded:
+    from the decode cache when this archive was loaded before, else from file names (a
+    folder) or tar headers (an archive). Refuses the members the loader refuses."""
+    if path.is_file():
+        cached = settings.cache_dir() / "datasets" / f"{source_fingerprint(path)[:32]}.npz"
+        try:
+            with np.load(cached, allow_pickle=False) as npz:
+                return int(npz["y_train"].shape[0])
+        except Exception:  # absent or unreadable: count the names
+            pass
+    entries = _iter_archive(path, read=False) if path.is_file() else _iter_folder(path)
+    return sum(1 for parts, _, _ in entries
+               if (located := _locate(parts)) is not None and located[1] == "train")
 
 
 def _decode(path: Path, show_progress: bool) -> Dataset:

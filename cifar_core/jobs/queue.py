@@ -275,13 +275,31 @@ def _resolve_weights(backbone_weights) -> str | None:
     return str(path.resolve())
 
 
+def _check_batch_size(config, data_source: str | None) -> None:
+    """Refuse a batch larger than the training split now, not when the job runs.
+
+    Counting reads file names or tar headers (an image folder) or the train pickle
+    (CIFAR-100), so an archive the loader refuses (links, names leaving it, truncated) is
+    refused here too, with the loader's message. A source with no training images at all
+    is left to the job, whose loading explains what is missing.
+    """
+    from cifar_core.data import count_training_images, training_split_size
+    from cifar_core.training.config import validate_config
+
+    available = count_training_images(data_source)
+    if available:
+        validate_config(config, num_train=training_split_size(available,
+                                                              config.validation_fraction))
+
+
 def build_train_arguments(*, model: int, labels: str = "fine", profile: str = "quick",
                           data: str | None = None, overrides: dict | None = None,
                           backbone_weights: str | None = None) -> list[str]:
     """The ``cifar-core train`` arguments of a job, checked like the CLI checks them.
 
-    Raises ``ConfigError`` / ``DataError`` before anything is written. Paths are made
-    absolute so the job runs the same whatever its working folder or environment.
+    Raises ``ConfigError`` / ``DataError`` before anything is written (a batch size larger
+    than the data's training split included). Paths are made absolute so the job runs the
+    same whatever its working folder or environment.
     """
     from cifar_core.training.config import make_config  # light: specs only, no TensorFlow
 
@@ -300,6 +318,7 @@ def build_train_arguments(*, model: int, labels: str = "fine", profile: str = "q
     if freeze:
         arguments.append(OVERRIDE_FLAGS["freeze_base"])
     data_source = _resolve_data(data)
+    _check_batch_size(config, data_source)
     if data_source:
         arguments += ["--data", data_source]
     weights = _resolve_weights(backbone_weights)

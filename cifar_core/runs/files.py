@@ -58,5 +58,8 @@ def atomic_save(path: Path, writer: Callable[[Path], None]) -> None:
 
 
 def read_json(path: Path):
-    with open(path, encoding="utf-8") as handle:
+    """Parse a JSON file this package wrote. A symbolic link is refused (``OSError``, as for
+    an unreadable file): in a copied run folder it could point anywhere."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with open(fd, encoding="utf-8") as handle:
         return json.load(handle)

@@ -89,15 +89,28 @@ def run_path(root: Path, run_id: str) -> Path:
 
 
 def resolve_run_ref(ref: str, artifacts: str | os.PathLike | None = None) -> Path:
-    """A run given as an id (``cifar-core runs``) or as the path ``train`` printed."""
+    """A run given as an id (``cifar-core runs``) or as the path ``train`` printed.
+
+    Either way the result is a folder directly in ``<artifacts>/runs`` that is not a link,
+    so no reference reads or writes anything outside an artifacts folder. A path names its
+    own artifacts folder (the one above its ``runs/``) unless ``artifacts`` is given; then
+    it must lie in that one.
+    """
     root = runs_root(artifacts)
     candidate = Path(ref).expanduser()
     if os.sep in ref or ref.startswith("."):
-        if not candidate.is_dir() or not (candidate / RUN_FILE).is_file():
-            raise RunFolderError(f"{ref}: not a run folder (no {RUN_FILE})")
         if candidate.is_symlink():
             raise RunFolderError(f"{ref}: a link; give the run folder itself")
-        return candidate.resolve()
+        if not candidate.is_dir() or not (candidate / RUN_FILE).is_file():
+            raise RunFolderError(f"{ref}: not a run folder (no {RUN_FILE})")
+        real = candidate.resolve()
+        if artifacts is None and real.parent.name == RUNS_SUBDIR:
+            root = real.parent
+        if real.parent != root.resolve():
+            where = f"the runs folder {root}" if artifacts is not None else \
+                f"a {RUNS_SUBDIR}/ folder"
+            raise RunFolderError(f"{ref}: not a run folder in {where}; refused")
+        return run_path(root, real.name)
     path = run_path(root, ref)
     if not (path / RUN_FILE).is_file():
         raise RunFolderError(f"no run {ref!r} under {root}; `cifar-core runs` lists them")
@@ -267,10 +280,30 @@ def effective_status(run: dict, now: float | None = None) -> tuple[str, str | No
     return status, run.get("error")
 
 
+def _links_in(path: Path) -> list[str]:
+    """Names of the symbolic links in a run folder (the folder itself included)."""
+    if path.is_symlink():
+        return [path.name]
+    try:
+        with os.scandir(path) as entries:
+            return sorted(entry.name for entry in entries if entry.is_symlink())
+    except OSError:
+        return []  # reading run.json then reports the problem
+
+
 def load_run(path: Path) -> RunRecord:
-    """Read a run folder; never raises for bad contents, records them in ``problems``."""
+    """Read a run folder; never raises for bad contents, records them in ``problems``.
+
+    A folder that is, or holds, a symbolic link is ``unreadable`` and none of its files is
+    opened: a link could point anywhere outside the artifacts folder.
+    """
     path = Path(path)
     record = RunRecord(run_id=path.name, path=path, status="failed")
+    links = _links_in(path)
+    if links:  # a copied folder must not make the app read files outside the artifacts
+        record.problems.append(f"links refused, not read: {', '.join(links)}")
+        record.status = "unreadable"
+        return record
     try:
         run = read_json(path / RUN_FILE)
         problem = _check_schema(run, RUN_FILE)
