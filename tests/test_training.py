@@ -118,3 +118,10 @@ def test_batch_larger_than_the_data_is_refused_before_training(tiny):
 def test_freeze_base_only_for_backbone_models():
     with pytest.raises(ConfigError, match="freeze-base"):
         make_config(3, freeze_base=True)
+
+
+def test_learning_rate_follows_what_trains():
+    assert make_config(5).learning_rate == 1e-3
+    assert make_config(6).learning_rate == 1e-4  # fine-tuning the pretrained base
+    assert make_config(6, freeze_base=True).learning_rate == 1e-3  # only the head trains
+    assert make_config(6, freeze_base=True, learning_rate=5e-4).learning_rate == 5e-4

@@ -13,6 +13,8 @@ from cifar_core.models.specs import ModelSpec, get_spec
 LABEL_SETS = ("fine", "coarse")
 DEFAULT_SEED = 42  # one global seed for Python, NumPy and TensorFlow, as in the report
 
+HEAD_LEARNING_RATE = 1e-3  # Adam's default: models 1-5, and frozen-base runs (head only)
+
 PROFILES: dict[str, dict] = {
     # The report's protocol: up to 50 epochs, batch 50, early stopping on validation loss
     # with patience 3, keeping the best weights.
@@ -87,7 +89,10 @@ def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
     unknown = set(overrides) - known
     if unknown:
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
-    values = {"learning_rate": spec.learning_rate, "optimizer": spec.optimizer,
+    # The spec's step size is for what it trains; with the base frozen only a new head
+    # learns, so it gets the head's step of models 1-5 (Adam's default 1e-3).
+    learning_rate = HEAD_LEARNING_RATE if overrides.get("freeze_base") else spec.learning_rate
+    values = {"learning_rate": learning_rate, "optimizer": spec.optimizer,
               **PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
     config = TrainConfig(model=spec.number, labels=labels, profile=profile, **values)
     validate_config(config)
