@@ -16,7 +16,6 @@ a page view; the browser adds transfer and drawing (the browser test shows it en
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -29,31 +28,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tiny archive writer shared with the tests
 
+from tiny_runs import make_tiny_runs, photo  # noqa: E402
+
 PAGES = ("overview", "classes", "confusion", "augmentation", "classify", "tuning", "present")
 PAGE_TARGET_S, PREDICT_TARGET_S = 1.5, 0.2
-RUNS = [(model, seed) for seed in (42, 7) for model in range(1, 6)]  # 10 runs
-
-
-def make_runs(artifacts: Path) -> list:
-    """10 completed runs by the real pipeline on tiny data (kept when already there)."""
-    from cifar_archives import write_cifar100_archive
-
-    from cifar_core.analysis.runs import usable_runs
-    from cifar_core.data import load_dataset
-    from cifar_core.runs.store import list_runs
-    from cifar_core.training.config import make_config
-    from cifar_core.training.pipeline import execute_run
-
-    existing = usable_runs(list_runs(artifacts))
-    if len(existing) >= len(RUNS):
-        return existing
-    archive = write_cifar100_archive(artifacts / "cifar-100-python.tar.gz")
-    dataset = load_dataset(archive)
-    for model, seed in RUNS:
-        print(f"training model {model} (seed {seed}) on tiny data...", flush=True)
-        execute_run(make_config(model, profile="quick", epochs=1, batch_size=32, seed=seed),
-                    dataset=dataset, artifacts=str(artifacts), log=lambda _: None)
-    return usable_runs(list_runs(artifacts))
+RUNS = [(model, "fine", seed) for seed in (42, 7) for model in range(1, 6)]  # 10 runs
 
 
 def _timed(action) -> float:
@@ -83,16 +62,6 @@ def time_pages(artifacts: Path, run_id: str, repeats: int) -> dict[str, dict]:
     return results
 
 
-def _photo(seed: int) -> bytes:
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
-
-
 def time_predictions(artifacts: Path, run_id: str, repeats: int) -> dict[str, float]:
     from streamlit.testing.v1 import AppTest
 
@@ -101,7 +70,7 @@ def time_predictions(artifacts: Path, run_id: str, repeats: int) -> dict[str, fl
     from cifar_core.runs.store import runs_root
 
     classifier = Classifier(runs_root(artifacts) / run_id)
-    photos = [_photo(i) for i in range(repeats + 1)]
+    photos = [photo(i) for i in range(repeats + 1)]
     classify_upload(classifier, photos[0], explain=False)  # warm up
     library = [classify_upload(classifier, p, explain=False).seconds for p in photos[1:]]
     explained = [_timed(lambda p=p: classify_upload(classifier, p)) for p in photos[1:]]
@@ -112,8 +81,8 @@ def time_predictions(artifacts: Path, run_id: str, repeats: int) -> dict[str, fl
     at.run()
     at.switch_page("pages/classify.py").run()
     page = []
-    for i, photo in enumerate(photos):
-        at.file_uploader[0].set_value((f"photo{i}.jpg", photo, "image/jpeg"))
+    for i, upload in enumerate(photos):
+        at.file_uploader[0].set_value((f"photo{i}.jpg", upload, "image/jpeg"))
         seconds = _timed(at.run)
         if not any(m.label == "Prediction" for m in at.metric):
             raise SystemExit(f"no prediction shown: {[e.value for e in at.error]}")
@@ -178,7 +147,7 @@ def main() -> int:
         artifacts.mkdir(parents=True, exist_ok=True)
         os.environ["CIFAR_CORE_ARTIFACTS"] = str(artifacts)
         os.environ.setdefault("CIFAR_CORE_CACHE", str(Path(scratch) / "cache"))
-        runs = make_runs(artifacts)
+        runs = make_tiny_runs(artifacts, RUNS)
         model5 = next(r for r in runs if r.model_number == 5)
         pages = time_pages(artifacts, model5.run_id, args.repeats)
         predictions = time_predictions(artifacts, model5.run_id, args.repeats * 2)

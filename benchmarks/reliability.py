@@ -22,7 +22,6 @@ AppTest runs the pages in this process without a browser: page times are the ser
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import statistics
 import sys
@@ -36,9 +35,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the tiny archive writer shared with the tests
 sys.path.insert(0, str(REPO / "tests" / "reliability"))  # clone_runs
 
+from tiny_runs import make_tiny_runs, photo  # noqa: E402
+
 PAGES = ("overview", "train", "tuning", "classes", "confusion", "augmentation", "classify",
          "present")
 SOURCES = [(1, "fine"), (5, "fine"), (1, "coarse")]  # as tests/conftest.py's fixture_runs
+SEED = 42  # the default seed, as the fixture runs
 WINDOW = 20  # calls in the "first" and "last" latency windows
 
 
@@ -46,37 +48,6 @@ def rss_mib() -> float:
     import psutil
 
     return psutil.Process().memory_info().rss / 2**20
-
-
-def make_source_runs(artifacts: Path) -> list:
-    """Three completed runs by the real pipeline on tiny data (kept when already there)."""
-    from cifar_archives import write_cifar100_archive
-
-    from cifar_core.analysis.runs import usable_runs
-    from cifar_core.data import load_dataset
-    from cifar_core.runs.store import list_runs
-    from cifar_core.training.config import make_config
-    from cifar_core.training.pipeline import execute_run
-
-    existing = usable_runs(list_runs(artifacts))
-    if {(r.model_number, r.label_set) for r in existing} >= set(SOURCES):
-        return existing
-    dataset = load_dataset(write_cifar100_archive(artifacts / "cifar-100-python.tar.gz"))
-    for model, labels in SOURCES:
-        print(f"training model {model} ({labels}) on tiny data...", flush=True)
-        execute_run(make_config(model, labels=labels, profile="quick", epochs=1, batch_size=32),
-                    dataset=dataset, artifacts=str(artifacts), log=lambda _: None)
-    return usable_runs(list_runs(artifacts))
-
-
-def photo(seed: int) -> bytes:
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
 
 
 def summarize(name: str, seconds: list[float], memory: dict[str, float]) -> dict:
@@ -220,7 +191,7 @@ def main() -> int:
         sources.mkdir(parents=True, exist_ok=True)
         os.environ["CIFAR_CORE_ARTIFACTS"] = str(sources)
         os.environ.setdefault("CIFAR_CORE_CACHE", str(Path(scratch) / "cache"))
-        runs = make_source_runs(sources)
+        runs = make_tiny_runs(sources, [(model, labels, SEED) for model, labels in SOURCES])
         model5 = next(r for r in runs if r.model_number == 5 and r.label_set == "fine")
         calls = [library_predictions(model5.path, args.predictions),
                  page_uploads(sources, model5.run_id, args.uploads)]
