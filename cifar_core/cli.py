@@ -72,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_non_negative_int)
     train.add_argument("--freeze-base", action="store_true",
                        help="models 6-7: keep the MobileNet base frozen (feature extractor)")
+    train.add_argument("--warm-start", action="store_true",
+                       help="models 6-7 fine-tuned: train the head on cached frozen-base "
+                            "features first, then fine-tune everything from it")
     train.add_argument("--backbone-weights", metavar="PATH",
                        help="MobileNet weights file (env "
                             f"{settings.ENV_BACKBONE_WEIGHTS}; default: ImageNet download)")
@@ -163,7 +166,8 @@ def _add_search_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--grid-trials", type=_positive_int,
                        help="at most this many stage 2 combinations (default: all)")
     group.add_argument("--grid-folds", type=_positive_int,
-                       help="stage 2 scores on the first N folds (default: all of them)")
+                       help="stage 2 scores on the first N folds (default 1: one hold-out "
+                            "split, as the report's GridSearch)")
     group.add_argument("--no-feature-cache", action="store_true",
                        help="frozen base: compute its features on the fly instead of caching")
 
@@ -183,6 +187,7 @@ def _train_configs(args) -> list:
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
                  "patience": args.patience, "learning_rate": args.learning_rate,
                  "seed": args.seed, "freeze_base": args.freeze_base or None,
+                 "warm_start": args.warm_start or None,
                  "backbone_weights": settings.backbone_weights(args.backbone_weights),
                  **_search_overrides(args)}
     if args.all:

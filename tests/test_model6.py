@@ -3,6 +3,7 @@ fine-tuned or frozen) -> Flatten -> the head of models 2-4 -> softmax."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import replace
 
@@ -11,9 +12,14 @@ import numpy as np
 import pytest
 from conftest import SHARED_WEIGHTS_V1, require_shared
 
+from cifar_core.data import load_dataset
+from cifar_core.errors import ConfigError
 from cifar_core.features import flip_images
 from cifar_core.models.builder import build_model, compile_model, flip_augmentation
 from cifar_core.models.specs import get_spec
+from cifar_core.training.config import make_config
+from cifar_core.training.pipeline import execute_run
+from cifar_core.training.train import copy_head
 
 BASE = "mobilenet_1.00_32"
 
@@ -87,3 +93,43 @@ def test_saved_model6_with_the_shared_weights_takes_raw_images(tmp_path):
     images = np.random.default_rng(1).integers(0, 256, (4, 32, 32, 3)).astype("uint8")
     assert np.allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0),
                        atol=1e-6)
+
+
+def test_copy_head_moves_the_head_and_leaves_the_base():
+    source = build_model(get_spec(6), 10, backbone_weights=None, seed=1)
+    target = build_model(get_spec(6), 10, backbone_weights=None, seed=2)
+    base_before = [w.copy() for w in target.get_layer(BASE).get_weights()]
+    copy_head(source, target)
+    for name in ("hidden_1", "hidden_2", "classifier"):
+        for a, b in zip(source.get_layer(name).get_weights(),
+                        target.get_layer(name).get_weights(), strict=True):
+            assert np.array_equal(a, b), name
+    assert all(np.array_equal(a, b) for a, b in zip(
+        base_before, target.get_layer(BASE).get_weights(), strict=True))
+
+
+def test_warm_start_is_refused_where_no_base_is_fine_tuned():
+    with pytest.raises(ConfigError, match="--warm-start"):
+        make_config(5, warm_start=True)
+    with pytest.raises(ConfigError, match="--freeze-base"):
+        make_config(6, warm_start=True, freeze_base=True)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_warm_start_trains_the_head_on_cached_features_then_fine_tunes(tiny_cifar100, tmp_path):
+    """The head phase runs on the feature cache and is recorded; its time counts in the run's
+    training time; a run without --warm-start has no such phase."""
+    weights = str(require_shared(SHARED_WEIGHTS_V1))
+    dataset = load_dataset(tiny_cifar100)
+    runs = {}
+    for warm in (True, False):
+        config = make_config(6, profile="quick", epochs=1, batch_size=32,
+                             backbone_weights=weights, warm_start=warm or None)
+        runs[warm] = json.loads((execute_run(config, dataset=dataset, artifacts=str(tmp_path),
+                                             log=lambda _: None).path
+                                 / "metrics.json").read_text())["training"]
+    warm_phase = runs[True]["warm_start"]
+    assert warm_phase["epochs_run"] >= 1 and warm_phase["feature_cache"]["path"]
+    assert "warm_start" not in runs[False]
+    assert runs[True]["training_seconds"] > warm_phase["seconds"]

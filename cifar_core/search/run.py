@@ -272,7 +272,8 @@ def run_model7_search(config, dataset: Dataset, *, writer, log: Callable[[str], 
     """Run (or resume) model 7's search in ``writer``'s run folder; the chosen config back.
 
     The returned ``TrainConfig`` carries the chosen ``hidden_units``, ``dropout``,
-    ``learning_rate`` and ``optimizer`` and the resolved ``search_mode``.
+    ``learning_rate`` and ``optimizer`` and the resolved ``search_mode``; in cached mode it also
+    asks for ``warm_start`` (the head first, on the frozen features the trials used).
     """
     validate_config(config)
     config = replace(config, search_mode=resolve_search_mode(config.search_mode))
@@ -283,7 +284,12 @@ def run_model7_search(config, dataset: Dataset, *, writer, log: Callable[[str], 
                           "`cifar-core tune --role worker`")
     search = TwoStageSearch(config, dataset, run_dir=writer.path, writer=writer, log=log)
     min_workers = int(os.environ.get(ENV_MIN_WORKERS) or 1)
-    return search.run(chief=role == "chief", min_workers=min_workers)
+    chosen = search.run(chief=role == "chief", min_workers=min_workers)
+    if config.search_mode == "cached" and not config.freeze_base:
+        # The cached trials scored heads trained on frozen features: the final fine-tune
+        # starts from such a head (the one the winning values train) instead of a random one.
+        chosen = replace(chosen, warm_start=True)
+    return chosen
 
 
 def search_summary(run_dir: str | os.PathLike) -> dict | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import keras
 import numpy as np
@@ -102,9 +102,18 @@ def train(config: TrainConfig, dataset: Dataset, *,
                                  on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
                                  verbose=verbose)
 
+    warm = None
+    if config.warm_start:
+        # Phase 1: the head alone, on cached frozen-base features (seconds per epoch).
+        warm = train_frozen_base(replace(config, freeze_base=True, warm_start=False), dataset,
+                                 split, num_outputs=num_outputs, y_all=y_all,
+                                 on_batch=on_batch, on_features=on_features, verbose=verbose)
+        set_global_seed(config.seed)
     with distribution_scope():  # several GPUs: MirroredStrategy; otherwise a no-op
         model = build_model(config.spec(), num_outputs,
                             backbone_weights=config.backbone_weights, seed=config.seed)
+        if warm is not None:
+            copy_head(warm.model, model)
         compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
 
     steps = int(np.ceil(len(x_train) / config.batch_size))
@@ -122,5 +131,24 @@ def train(config: TrainConfig, dataset: Dataset, *,
     rows = recorder.rows
     val_losses = [r.get("val_loss", np.inf) for r in rows]
     best_epoch = int(np.argmin(val_losses)) + 1 if rows else 0
+    details = {}
+    if warm is not None:
+        details["warm_start"] = {
+            "epochs_run": warm.epochs_run, "best_epoch": warm.best_epoch,
+            "seconds": round(warm.training_seconds, 3),
+            "val_accuracy": max((r.get("val_accuracy", 0.0) for r in warm.history),
+                                default=None),
+            "feature_cache": warm.details.get("feature_cache")}
+        seconds += warm.training_seconds  # the run's training time covers both phases
     return TrainResult(model=model, history=rows, epochs_run=len(rows), best_epoch=best_epoch,
-                       training_seconds=seconds, num_train=len(x_train), split=split)
+                       training_seconds=seconds, num_train=len(x_train), split=split,
+                       details=details)
+
+
+def copy_head(source: keras.Model, target: keras.Model) -> None:
+    """Give ``target`` the trained head of ``source`` (same spec: layers match by name)."""
+    base_names = {layer.name for layer in target.layers if isinstance(layer, keras.Model)}
+    for layer in target.layers:
+        if layer.weights and layer.name not in base_names and not isinstance(
+                layer, keras.Model):
+            layer.set_weights(source.get_layer(layer.name).get_weights())
