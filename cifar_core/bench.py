@@ -3,6 +3,10 @@
 Every row names its run id, so each number can be traced to a run folder (config, data hash,
 code version). The generated block sits between markers in BENCHMARKS.md; text outside the
 markers (hand-written analysis) is kept.
+
+``reuse`` takes completed runs made earlier (say, the hour-long ones) as rows instead of training
+those models again. Each must be the same model, labels, profile, seed and data set (by content
+hash); its row says it was reused and names the commit that trained it.
 """
 
 from __future__ import annotations
@@ -47,12 +51,16 @@ class BenchRow:
     test_superclass_top1: float | None
     epochs_run: int | None
     training_seconds: float | None
-    wall_seconds: float
+    wall_seconds: float | None
     images_per_second: float | None
+    commit: str | None = None  # the code version that trained it
+    reused: bool = False  # an earlier run, not trained by this command
 
     @classmethod
-    def from_run(cls, path: Path, wall_seconds: float) -> BenchRow:
+    def from_run(cls, path: Path, wall_seconds: float | None, reused: bool = False) -> BenchRow:
         record = load_run(path)
+        if wall_seconds is None:  # a reused run: its own start to end
+            wall_seconds = _run_seconds(record.run)
         metrics = record.metrics or {}
         training = metrics.get("training") or {}
         model = (record.config or {}).get("model") or {}
@@ -63,7 +71,17 @@ class BenchRow:
                    epochs_run=training.get("epochs_run"),
                    training_seconds=training.get("training_seconds"),
                    wall_seconds=wall_seconds,
-                   images_per_second=training.get("images_per_second"))
+                   images_per_second=training.get("images_per_second"),
+                   commit=(((record.config or {}).get("environment") or {}).get("git")
+                           or {}).get("commit"), reused=reused)
+
+
+def _run_seconds(run: dict) -> float | None:
+    try:
+        return (datetime.fromisoformat(run["ended_at"])
+                - datetime.fromisoformat(run["started_at"])).total_seconds()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _pct(value) -> str:
@@ -103,10 +121,13 @@ def render_markdown(rows: list[BenchRow], *, dataset: dict, profile: str, seed: 
         *([f"- Machine load (1-min load average) at start/end: {load_average[0]:.1f} / "
            f"{load_average[1]:.1f} (other work on the 2 cores slows timings, not accuracy)"]
           if load_average else []),
+        *([f"- Data loaded (decoded or read from its cache) in {dataset['load_seconds']:.0f} s, "
+           "once for all models; not included in the wall times below"]
+          if dataset.get("load_seconds") is not None else []),
         "",
         "| model | what it adds | labels | test top-1 | test top-5 | superclass top-1 | epochs "
-        "| training time | wall time | train img/s | run id |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| training time | wall time | train img/s | run id | code |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -114,7 +135,12 @@ def render_markdown(rows: list[BenchRow], *, dataset: dict, profile: str, seed: 
             f"| {_pct(r.test_superclass_top1)} | {r.epochs_run or '-'} "
             f"| {_secs(r.training_seconds)} | {_secs(r.wall_seconds)} "
             f"| {f'{r.images_per_second:,.0f}' if r.images_per_second else '-'} "
-            f"| `{r.run_id}`{'' if r.status == 'completed' else f' ({r.status})'} |")
+            f"| `{r.run_id}`{'' if r.status == 'completed' else f' ({r.status})'} "
+            f"| {str(r.commit)[:7] if r.commit else '-'}{' (reused)' if r.reused else ''} |")
+    if any(r.reused for r in rows):
+        lines += ["", "Rows marked *reused* are earlier runs of the same model, labels, profile, "
+                      "seed and data (checked by content hash), taken as they are; the others "
+                      "were trained by this command."]
     return "\n".join(lines) + "\n"
 
 
@@ -131,11 +157,43 @@ def update_section(path: Path, name: str, body: str, title: str) -> None:
     atomic_write_text(path, text)
 
 
+def reusable_runs(refs: list[str], configs: list, dataset: dict,
+                  artifacts: str | None) -> dict[int, Path]:
+    """Model number -> run folder for each ``refs`` entry, after checking that it is a completed
+    run of one of ``configs`` (model, labels, profile, seed) on the same data (content hash)."""
+    from cifar_core.runs.store import resolve_run_ref
+
+    wanted = {config.model: config for config in configs}
+    chosen: dict[int, Path] = {}
+    for ref in refs:
+        record = load_run(resolve_run_ref(ref, artifacts))
+        config = record.config or {}
+        number = record.model_number
+        expected = wanted.get(number)
+        problems = []
+        if record.status != "completed" or record.metrics is None:
+            problems.append(f"its status is {record.status}, not completed")
+        if expected is None:
+            problems.append(f"model {number} is not in the list")
+        elif (config.get("labels"), config.get("profile"), config.get("seed")) != (
+                expected.labels, expected.profile, expected.seed):
+            problems.append("other labels, profile or seed")
+        if (config.get("dataset") or {}).get("sha256") != dataset.get("sha256"):
+            problems.append("another data set (content hash differs)")
+        if number in chosen:
+            problems.append(f"model {number} is already reused from {chosen[number].name}")
+        if problems:
+            raise ConfigError(f"--reuse {ref}: cannot reuse it: {'; '.join(problems)}")
+        chosen[number] = record.path
+    return chosen
+
+
 def run_benchmark(models: list[int], *, data: str | None, profile: str, labels: str = "fine",
                   artifacts: str | None = None, seed: int | None = None,
                   backbone_weights: str | None = None, overrides: dict | None = None,
-                  log=print) -> tuple[list[BenchRow], dict]:
-    """Train and evaluate each model in turn (one data load); return rows and data identity."""
+                  reuse: list[str] | None = None, log=print) -> tuple[list[BenchRow], dict]:
+    """Train and evaluate each model in turn (one data load), or take its run from ``reuse``;
+    return rows and data identity (with the data load time)."""
     from cifar_core.data import load_dataset
     from cifar_core.training.config import make_config
     from cifar_core.training.pipeline import execute_run
@@ -143,10 +201,17 @@ def run_benchmark(models: list[int], *, data: str | None, profile: str, labels: 
     configs = [make_config(n, labels=labels, profile=profile, seed=seed,
                            backbone_weights=backbone_weights, **(overrides or {}))
                for n in models]  # validate all before any work
-    dataset = load_dataset(data)
-    rows = []
     load_start = os.getloadavg()[0]
+    started = time.perf_counter()
+    dataset = load_dataset(data)
+    identity = {**dataset.identity(), "load_seconds": round(time.perf_counter() - started, 1)}
+    reused = reusable_runs(list(reuse or []), configs, identity, artifacts)
+    rows = []
     for config in configs:
+        if config.model in reused:
+            rows.append(BenchRow.from_run(reused[config.model], None, reused=True))
+            log(f"model {config.model}: reusing {rows[-1].run_id}")
+            continue
         log(f"== bench: model {config.model} ({labels}, profile {profile}) ==")
         start = time.perf_counter()
         try:
@@ -158,4 +223,4 @@ def run_benchmark(models: list[int], *, data: str | None, profile: str, labels: 
         rows.append(BenchRow.from_run(path, time.perf_counter() - start))
         log(f"model {config.model}: top-1 {_pct(rows[-1].test_top1)} in "
             f"{_secs(rows[-1].wall_seconds)} ({rows[-1].run_id})")
-    return rows, {**dataset.identity(), "load_average": (load_start, os.getloadavg()[0])}
+    return rows, {**identity, "load_average": (load_start, os.getloadavg()[0])}

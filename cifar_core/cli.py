@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--backbone-weights", metavar="PATH")
     bench.add_argument("--output", default="BENCHMARKS.md", help="file to update")
     bench.add_argument("--section", help="name of the generated block (default from options)")
+    bench.add_argument("--reuse", nargs="+", default=[], metavar="RUN",
+                       help="completed runs (same model, labels, profile, seed and data) to "
+                            "take as rows instead of training those models again")
     _add_common(bench)
 
     tune = sub.add_parser(
@@ -344,11 +347,13 @@ def cmd_bench(args) -> int:
             models, data=args.data, profile=args.profile, labels=args.labels,
             artifacts=args.artifacts, seed=args.seed,
             backbone_weights=settings.backbone_weights(args.backbone_weights),
-            overrides={"epochs": args.epochs}, log=lambda line: print(line, flush=True))
+            overrides={"epochs": args.epochs}, reuse=args.reuse,
+            log=lambda line: print(line, flush=True))
     command = "cifar-core bench " + " ".join(
         part for part in (f"--models {args.models}", f"--profile {args.profile}",
                           f"--labels {args.labels}" if args.labels != "fine" else "",
-                          f"--epochs {args.epochs}" if args.epochs else "") if part)
+                          f"--epochs {args.epochs}" if args.epochs else "",
+                          f"--reuse {' '.join(args.reuse)}" if args.reuse else "") if part)
     body = render_markdown(rows, dataset=dataset, profile=args.profile,
                            seed=args.seed if args.seed is not None else DEFAULT_SEED,
                            command=command, load_average=dataset.get("load_average"))

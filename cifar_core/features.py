@@ -2,7 +2,10 @@
 
 A frozen base in inference mode (``training=False``) is a fixed function of its input. When the
 only augmentation is random flips, the inputs it can ever see are the four flip variants of each
-image (identity, horizontal, vertical, both), so its outputs can be computed once and stored:
+image (identity, horizontal, vertical, both), so its outputs can be computed once and stored.
+The same holds for the frozen lower part of a base fine-tuned only above a layer
+(``ModelSpec.frozen_through``, model 8): its output maps are cached and the upper part trains
+on them. A spec without vertical flips needs two variants only (identity, horizontal).
 
 - ``load_or_build_features`` computes the base's features for the four variants of every
   training and test image (a progress bar while it runs) and stores them under
@@ -42,11 +45,17 @@ from cifar_core import settings
 from cifar_core.data.dataset import Dataset, Split
 from cifar_core.errors import DataError
 from cifar_core.models.backbone import weights_identity
-from cifar_core.models.builder import build_model, compile_model
+from cifar_core.models.builder import (
+    build_model,
+    freeze_through,
+    keep_batch_norm_in_inference_mode,
+    make_optimizer,
+    with_test_time_flips,
+)
 from cifar_core.models.specs import ModelSpec
 from cifar_core.runs.files import atomic_write_json, read_json
 
-CACHE_FORMAT = 1  # bump when the stored layout or the feature computation changes
+CACHE_FORMAT = 2  # bump when the stored layout or the feature computation changes
 FEATURES_SUBDIR = "features"
 FLIP_VARIANTS = ("identity", "horizontal", "vertical", "both")  # index = variant number
 PREPROCESS = "mobilenet: x / 127.5 - 1"  # part of the key: the features depend on it
@@ -88,27 +97,34 @@ def flip_images(images: np.ndarray, variants: np.ndarray | int) -> np.ndarray:
 class FlipSampler:
     """Per epoch: an order over ``n`` images and one flip variant for each, seeded.
 
-    Uniform over the four variants, independently per image and epoch: the distribution of
-    random horizontal and vertical flips drawn on separate coins.
+    Uniform over the first ``num_variants`` variants, independently per image and epoch: with
+    four, the distribution of random horizontal and vertical flips drawn on separate coins;
+    with two, a random mirror image.
     """
 
-    def __init__(self, n: int, seed: int):
-        self.n, self.seed = int(n), int(seed)
+    def __init__(self, n: int, seed: int, num_variants: int = len(FLIP_VARIANTS)):
+        self.n, self.seed, self.num_variants = int(n), int(seed), int(num_variants)
 
     def epoch(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng([self.seed, int(epoch)])
-        return rng.permutation(self.n), rng.integers(0, len(FLIP_VARIANTS), size=self.n)
+        return rng.permutation(self.n), rng.integers(0, self.num_variants, size=self.n)
+
+
+def flip_variants(spec: ModelSpec) -> tuple[str, ...]:
+    """The flip variants the spec's augmentation draws from (a prefix of ``FLIP_VARIANTS``)."""
+    return FLIP_VARIANTS if spec.vertical_flips else FLIP_VARIANTS[:2]
 
 
 # --- when the cache applies ----------------------------------------------------------------
 
 def uses_frozen_features(spec: ModelSpec) -> bool:
-    """A frozen backbone whose only augmentation is flips: features can be precomputed.
+    """A frozen backbone, or a frozen lower part of one, whose only augmentation is flips:
+    its features can be precomputed.
 
     Any other ``augment_*`` option of the spec (none exists yet) makes inputs unbounded and
     rules the cache out.
     """
-    if spec.stem != "mobilenet" or not spec.freeze_backbone:
+    if spec.stem != "mobilenet" or not (spec.freeze_backbone or spec.frozen_through):
         return False
     other = [f.name for f in fields(spec)
              if f.name.startswith("augment_") and f.name != "augment_flips"]
@@ -117,20 +133,56 @@ def uses_frozen_features(spec: ModelSpec) -> bool:
 
 # --- the parts of a built model ------------------------------------------------------------
 
+def cut_layer(spec: ModelSpec) -> str | None:
+    """The base layer whose output is cached: None for the whole base (frozen base)."""
+    return None if spec.freeze_backbone else spec.frozen_through
+
+
 def trunk_input(model: keras.Model):
     """The tensor after augmentation: what the base's preprocessing receives."""
     return model.get_layer("mobilenet_preprocess").input
 
 
-def feature_extractor(model: keras.Model) -> keras.Model:
-    """Preprocessing (+ resizing) and the base, from a model built by ``build_model``."""
-    return keras.Model(trunk_input(model), model.get_layer("flatten").input,
-                       name="feature_extractor")
+def base_layer(model: keras.Model) -> keras.Model:
+    """The backbone, a model nested in one built by ``build_model``."""
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model)
+                and layer.name.startswith("mobilenet"))
 
 
-def head_model(model: keras.Model) -> keras.Model:
-    """The layers after the base (flatten, hidden, dropout, classifier), sharing weights."""
-    return keras.Model(model.get_layer("flatten").input, model.output, name="head")
+def _base_output(model: keras.Model):
+    """The base's output as a tensor of the outer model (the head's input)."""
+    first = "average_pool" if any(layer.name == "average_pool" for layer in model.layers) \
+        else "flatten"
+    return model.get_layer(first).input
+
+
+def _base_input(model: keras.Model):
+    """What the base receives in the outer model: the preprocessed (resized) images."""
+    before = "upsample" if any(layer.name == "upsample" for layer in model.layers) \
+        else "mobilenet_preprocess"
+    return model.get_layer(before).output
+
+
+def feature_extractor(model: keras.Model, cut: str | None = None) -> keras.Model:
+    """Preprocessing (+ resizing) and the base, or the base up to ``cut``, from a model built
+    by ``build_model`` (sharing its weights)."""
+    if cut is None:
+        return keras.Model(trunk_input(model), _base_output(model), name="feature_extractor")
+    base = base_layer(model)
+    lower = keras.Model(base.input, base.get_layer(cut).output, name="lower_base")
+    return keras.Model(trunk_input(model), lower(_base_input(model)), name="feature_extractor")
+
+
+def head_model(model: keras.Model, cut: str | None = None) -> keras.Model:
+    """The layers after the base (pooling, hidden, dropout, classifier), or after ``cut``
+    (the upper base and those layers), sharing weights."""
+    head = keras.Model(_base_output(model), model.output, name="head")
+    if cut is None:
+        return head
+    base = base_layer(model)
+    upper = keras.Model(base.get_layer(cut).output, base.output, name="upper_base")
+    inputs = keras.Input(upper.input.shape[1:], name="features")
+    return keras.Model(inputs, head(upper(inputs)), name="upper_and_head")
 
 
 def trunk_model(model: keras.Model) -> keras.Model:
@@ -153,13 +205,13 @@ def weights_sha256(model: keras.Model) -> str:
 
 @dataclass
 class FeatureCache:
-    """Features of the four flip variants: ``train[v, i]`` is image ``x_train[i]`` flipped by
+    """Features of the flip variants: ``train[v, i]`` is image ``x_train[i]`` flipped by
     variant ``v`` through the base (likewise ``test``). Arrays are memory-mapped, read-only."""
 
     path: Path
     key: dict
-    train: np.ndarray  # (4, num_train, *feature_shape) float32
-    test: np.ndarray  # (4, num_test, *feature_shape) float32
+    train: np.ndarray  # (variants, num_train, *feature_shape), the key's dtype
+    test: np.ndarray  # (variants, num_test, *feature_shape)
     built: bool  # computed by this call (False: reused from disk)
     seconds: float  # time to build, or to open
 
@@ -169,14 +221,22 @@ class FeatureCache:
 
 
 def cache_key(spec: ModelSpec, extractor: keras.Model, dataset: Dataset) -> dict:
-    """Everything the stored features depend on."""
+    """Everything the stored features depend on.
+
+    Whole-base features are stored as float32, so training on them equals end-to-end training
+    up to float rounding; the much larger maps of a cut base as float16 (half the disk and
+    memory; the upper part reads them back as float32).
+    """
+    cut = cut_layer(spec)
     return {
         "format": CACHE_FORMAT,
         "backbone": spec.backbone,
         "alpha": spec.backbone_alpha,
         "input_size": spec.input_size,
         "preprocess": PREPROCESS,
-        "variants": list(FLIP_VARIANTS),
+        "cut": cut,
+        "variants": list(flip_variants(spec)),
+        "dtype": "float32" if cut is None else "float16",
         "weights_sha256": weights_sha256(extractor),
         "data_sha256": dataset.content_hash,
     }
@@ -184,7 +244,8 @@ def cache_key(spec: ModelSpec, extractor: keras.Model, dataset: Dataset) -> dict
 
 def cache_name(key: dict) -> str:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
-    return f"{key['backbone']}-a{key['alpha']}-{key['input_size']}px-{digest[:24]}"
+    cut = f"-{key['cut']}" if key["cut"] else ""
+    return f"{key['backbone']}-a{key['alpha']}-{key['input_size']}px{cut}-{digest[:24]}"
 
 
 def features_root(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -200,8 +261,8 @@ def _open_cache(path: Path, key: dict, dataset: Dataset) -> FeatureCache | None:
         arrays = {}
         for split, count in (("train", len(dataset.x_train)), ("test", len(dataset.x_test))):
             array = np.load(path / f"{split}.npy", mmap_mode="r", allow_pickle=False)
-            expected = (len(FLIP_VARIANTS), count, *meta["feature_shape"])
-            if array.shape != expected or array.dtype != np.float32:
+            expected = (len(key["variants"]), count, *meta["feature_shape"])
+            if array.shape != expected or array.dtype != np.dtype(key["dtype"]):
                 return None
             arrays[split] = array
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
@@ -210,11 +271,11 @@ def _open_cache(path: Path, key: dict, dataset: Dataset) -> FeatureCache | None:
                         built=False, seconds=0.0)
 
 
-def _progress_bar(total: int, show: bool):
+def _progress_bar(total: int, show: bool, variants: int):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, unit="img", desc="backbone features (4 flips)", disable=not show,
-                dynamic_ncols=True)
+    return tqdm(total=total, unit="img", desc=f"backbone features ({variants} flips)",
+                disable=not show, dynamic_ncols=True)
 
 
 def load_or_build_features(extractor: keras.Model, spec: ModelSpec, dataset: Dataset, *,
@@ -240,8 +301,8 @@ def load_or_build_features(extractor: keras.Model, spec: ModelSpec, dataset: Dat
     except OSError as exc:
         raise DataError(f"cannot create the feature cache folder {root}: "
                         f"{exc.strerror or exc}") from None
-    needed = (len(FLIP_VARIANTS) * (len(dataset.x_train) + len(dataset.x_test))
-              * int(np.prod(extractor.output_shape[1:])) * 4)
+    needed = (len(key["variants"]) * (len(dataset.x_train) + len(dataset.x_test))
+              * int(np.prod(extractor.output_shape[1:])) * np.dtype(key["dtype"]).itemsize)
     free = shutil.disk_usage(root).free
     if needed > free * 0.9:
         raise DataError(f"the feature cache needs {needed / 2**30:.1f} GiB under {root} and "
@@ -250,10 +311,12 @@ def load_or_build_features(extractor: keras.Model, spec: ModelSpec, dataset: Dat
     staging = root / f".tmp-{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        feature_shape = _write_features(extractor, dataset, staging, show_progress, on_progress)
+        feature_shape = _write_features(extractor, dataset, staging, len(key["variants"]),
+                                        np.dtype(key["dtype"]), show_progress, on_progress)
         meta = {"key": key, "feature_shape": list(feature_shape),
                 "num_train": len(dataset.x_train), "num_test": len(dataset.x_test),
-                "dtype": "float32", "dataset": {"name": dataset.name, "source": dataset.source},
+                "dtype": key["dtype"], "dataset": {"name": dataset.name,
+                                                   "source": dataset.source},
                 "weights": weights_identity(weights) if weights is not None else None,
                 "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "seconds": round(time.perf_counter() - start, 3)}
@@ -277,19 +340,20 @@ def load_or_build_features(extractor: keras.Model, spec: ModelSpec, dataset: Dat
     return cache
 
 
-def _write_features(extractor: keras.Model, dataset: Dataset, folder: Path, show_progress: bool,
+def _write_features(extractor: keras.Model, dataset: Dataset, folder: Path, variants: int,
+                    dtype: np.dtype, show_progress: bool,
                     on_progress: Callable[[int, int], None] | None) -> tuple[int, ...]:
     feature_shape = tuple(int(d) for d in extractor.output_shape[1:])
     run = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
     splits = (("train", dataset.x_train), ("test", dataset.x_test))
-    total = len(FLIP_VARIANTS) * sum(len(x) for _, x in splits)
+    total = variants * sum(len(x) for _, x in splits)
     done = 0
-    with _progress_bar(total, show_progress) as bar:
+    with _progress_bar(total, show_progress, variants) as bar:
         for split, images in splits:
             out = np.lib.format.open_memmap(
-                folder / f"{split}.npy", mode="w+", dtype=np.float32,
-                shape=(len(FLIP_VARIANTS), len(images), *feature_shape))
-            for variant in range(len(FLIP_VARIANTS)):
+                folder / f"{split}.npy", mode="w+", dtype=dtype,
+                shape=(variants, len(images), *feature_shape))
+            for variant in range(variants):
                 for begin in range(0, len(images), EXTRACT_BATCH):
                     batch = flip_images(images[begin:begin + EXTRACT_BATCH], variant)
                     out[variant, begin:begin + len(batch)] = run(
@@ -314,10 +378,10 @@ class CachedSource:
         self.cache = cache
 
     def batch(self, rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
-        return np.asarray(self.cache.train[variants, rows])
+        return np.asarray(self.cache.train[variants, rows], dtype=np.float32)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.cache.train[0, rows])
+        return np.asarray(self.cache.train[0, rows], dtype=np.float32)
 
 
 class ImageSource:
@@ -340,7 +404,8 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
                  seed: int, callbacks: list | None = None,
                  callback_model: keras.Model | None = None, verbose: int = 0,
                  steps_per_call: int = STEPS_PER_CALL,
-                 validate_each_epoch: bool = True) -> None:
+                 validate_each_epoch: bool = True,
+                 num_variants: int = len(FLIP_VARIANTS)) -> None:
     """Train ``step_model`` on ``source`` with one seeded flip variant per image per epoch.
 
     The loop does what ``Model.fit`` does for ``train()``: sparse categorical cross-entropy,
@@ -351,7 +416,8 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
     sources see exactly the same batches. ``steps_per_call`` optimizer steps run inside one
     graph call (what ``steps_per_execution`` does in Keras): small heads are bound by
     per-call overhead, not arithmetic. ``validate_each_epoch=False`` validates after the
-    last epoch only (nothing else needs it without early stopping).
+    last epoch only (nothing else needs it without early stopping). ``num_variants`` is how
+    many flip variants the draws choose from (the first of ``FLIP_VARIANTS``).
     """
     callback_model = callback_model or step_model
     variables = step_model.trainable_variables
@@ -377,7 +443,7 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
         probs = step_model(x, training=False)
         return loss_fn(y, probs), _correct(probs, y)
 
-    sampler = FlipSampler(len(train_rows), seed)
+    sampler = FlipSampler(len(train_rows), seed, num_variants)
     steps = int(np.ceil(len(train_rows) / batch_size))
     per_call = batch_size * max(1, steps_per_call)
     val_inputs = source.plain(val_rows) if val_rows is not None and len(val_rows) else None
@@ -423,50 +489,90 @@ def _evaluate(eval_step, inputs: np.ndarray, labels: np.ndarray, batch_size: int
     return {"val_loss": loss_sum / len(inputs), "val_accuracy": correct_sum / len(inputs)}
 
 
-def train_frozen_base(config, dataset: Dataset, split: Split, *, num_outputs: int,
+def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: int,
                       y_all: np.ndarray, on_epoch=None, on_batch=None,
                       on_features: Callable[[int, int], None] | None = None,
                       verbose: int = 0, log: Callable[[str], None] | None = None):
-    """``train()`` for a frozen base with flip augmentation (``uses_frozen_features``).
+    """``train()`` for a spec whose frozen part can be cached (``uses_frozen_features``): a
+    frozen base (the head trains on its features), or a base frozen through a layer (the
+    upper base and the head train on that layer's maps, model 8).
 
     The caller has seeded everything; the model is built here exactly as ``train()`` builds
-    it, so the initial weights are the same. Returns ``train()``'s ``TrainResult``, whose
-    model is the full end-to-end network with the trained head.
+    it, so the initial weights are the same. The spec's extras apply in order: a head warm-up
+    (the base frozen, Adam 1e-3), then training with the configured optimizer, its learning
+    rate constant or decayed to zero along a cosine over ``config.epochs``; with early
+    stopping the best weights come back. Returns ``train()``'s ``TrainResult``, whose model is
+    the full end-to-end network, wrapped to average each image with its mirror image when
+    the spec asks for test-time flips.
     """
     from cifar_core.training.train import EpochRecorder, TrainResult
 
     spec = config.spec()
+    cut = cut_layer(spec)
+    num_variants = len(flip_variants(spec))
     model = build_model(spec, num_outputs, backbone_weights=config.backbone_weights,
                         seed=config.seed)
-    compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
+    steps = int(np.ceil(len(split.train_idx) / config.batch_size))
+    learning_rate = config.learning_rate
+    if spec.lr_schedule == "cosine":
+        learning_rate = keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps)
+    model.compile(optimizer=make_optimizer(config.optimizer, learning_rate),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     details: dict = {"feature_cache": None}
     if config.feature_cache:
-        cache = load_or_build_features(feature_extractor(model), spec, dataset,
+        cache = load_or_build_features(feature_extractor(model, cut), spec, dataset,
                                        weights=config.backbone_weights,
                                        on_progress=on_features, log=log)
-        source, step_model = CachedSource(cache), head_model(model)
+        source, step_model = CachedSource(cache), head_model(model, cut)
         details["feature_cache"] = {"path": str(cache.path), "reused": not cache.built,
                                     "seconds": round(cache.seconds, 3)}
     else:
         source, step_model = ImageSource(dataset.x_train), trunk_model(model)
+    data = {"source": source, "train_rows": split.train_idx, "y_train": y_all[split.train_idx],
+            "val_rows": split.val_idx, "y_val": y_all[split.val_idx], "seed": config.seed,
+            "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose}
 
-    steps = int(np.ceil(len(split.train_idx) / config.batch_size))
+    start = time.perf_counter()
+    if spec.head_warmup_epochs and not spec.freeze_backbone:
+        details["head_warmup"] = _warm_up_head(model, step_model, spec, data)
     recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)
     callbacks = [recorder]
     if config.patience > 0:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=config.patience, restore_best_weights=True))
-    start = time.perf_counter()
-    fit_on_flips(step_model, source=source, train_rows=split.train_idx,
-                 y_train=y_all[split.train_idx], val_rows=split.val_idx,
-                 y_val=y_all[split.val_idx], epochs=config.epochs,
-                 batch_size=config.batch_size, optimizer=model.optimizer, seed=config.seed,
-                 callbacks=callbacks, callback_model=model, verbose=verbose)
+    fit_on_flips(step_model, epochs=config.epochs, optimizer=model.optimizer,
+                 callbacks=callbacks, callback_model=model, **data)
     seconds = time.perf_counter() - start
     rows = recorder.rows
     val_losses = [r.get("val_loss", np.inf) for r in rows]
-    result = TrainResult(model=model, history=rows, epochs_run=len(rows),
-                         best_epoch=int(np.argmin(val_losses)) + 1 if rows else 0,
-                         training_seconds=seconds, num_train=len(split.train_idx), split=split,
-                         details=details)
-    return result
+    if spec.test_time_flips:
+        model = with_test_time_flips(model)
+    return TrainResult(model=model, history=rows, epochs_run=len(rows),
+                       best_epoch=int(np.argmin(val_losses)) + 1 if rows else 0,
+                       training_seconds=seconds, num_train=len(split.train_idx), split=split,
+                       details=details)
+
+
+def _warm_up_head(model: keras.Model, step_model: keras.Model, spec: ModelSpec,
+                  data: dict) -> dict:
+    """Train the new head alone for ``spec.head_warmup_epochs`` (the base frozen, Adam at the
+    head's 1e-3), so that fine-tuning starts from a sensible head instead of sending random
+    gradients into the pretrained layers; then make the base trainable above its cut again."""
+    from cifar_core.training.config import HEAD_LEARNING_RATE
+    from cifar_core.training.train import EpochRecorder
+
+    base = base_layer(model)
+    base.trainable = False
+    recorder = EpochRecorder(spec.head_warmup_epochs, 0)
+    start = time.perf_counter()
+    fit_on_flips(step_model, epochs=spec.head_warmup_epochs,
+                 optimizer=make_optimizer("adam", HEAD_LEARNING_RATE), callbacks=[recorder],
+                 callback_model=model, **data)
+    base.trainable = True  # re-freezes below: setting it resets every sublayer
+    if spec.frozen_through:
+        freeze_through(base, spec.frozen_through)
+    keep_batch_norm_in_inference_mode(base)
+    last = recorder.rows[-1] if recorder.rows else {}
+    return {"epochs": len(recorder.rows), "seconds": round(time.perf_counter() - start, 3),
+            "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss")}

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from cifar_core.bench import BenchRow, parse_model_list, render_markdown, update_section
+from cifar_core.bench import (
+    BenchRow,
+    parse_model_list,
+    render_markdown,
+    reusable_runs,
+    update_section,
+)
 from cifar_core.errors import ConfigError
 from cifar_core.runs.store import list_runs
+from cifar_core.training.config import make_config
 
 
 def test_model_lists():
@@ -43,3 +50,30 @@ def test_rows_come_from_run_folders_and_name_their_run(fixture_runs):
     for record in records:
         assert f"`{record.run_id}`" in text
     assert identity["sha256"][:16] in text and "TensorFlow" in text
+
+
+def test_reused_runs_are_checked_against_model_labels_profile_seed_and_data(fixture_runs):
+    records = {r.model_number: r for r in list_runs(str(fixture_runs)) if r.label_set == "fine"}
+    first = records[1]
+    identity = first.config["dataset"]
+    configs = [make_config(n, profile=first.config["profile"]) for n in (1, 2)]
+    chosen = reusable_runs([first.run_id], configs, identity, str(fixture_runs))
+    assert chosen == {1: first.path}
+    with pytest.raises(ConfigError, match="model 5 is not in the list"):
+        reusable_runs([records[5].run_id], configs, identity, str(fixture_runs))
+    with pytest.raises(ConfigError, match="content hash differs"):
+        reusable_runs([first.run_id], configs, {**identity, "sha256": "0" * 64},
+                      str(fixture_runs))
+    with pytest.raises(ConfigError, match="already reused"):
+        reusable_runs([first.run_id, first.run_id], configs, identity, str(fixture_runs))
+    with pytest.raises(ConfigError, match="other labels, profile or seed"):
+        reusable_runs([first.run_id], [make_config(1, profile="quick", seed=7)], identity,
+                      str(fixture_runs))
+
+    row = BenchRow.from_run(first.path, None, reused=True)
+    assert row.wall_seconds is not None and row.wall_seconds >= 0  # from the run's own times
+    text = render_markdown([row], dataset=identity, profile="quick", seed=42,
+                           command="cifar-core bench --models 1 --reuse x")
+    commit = first.config["environment"]["git"]["commit"]
+    assert f"{str(commit)[:7] if commit else '-'} (reused)" in text
+    assert "Rows marked *reused*" in text

@@ -99,8 +99,13 @@ def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
     # The spec's step size is for what it trains; with the base frozen only a new head
     # learns, so it gets the head's step of models 1-5 (Adam's default 1e-3).
     learning_rate = HEAD_LEARNING_RATE if overrides.get("freeze_base") else spec.learning_rate
+    budget = {}  # a model with its own training budget (model 8) keeps it in the seed profile
+    if profile == "seed":
+        budget = {k: getattr(spec, k) for k in ("epochs", "batch_size")
+                  if getattr(spec, k) is not None}
     values = {"learning_rate": learning_rate, "optimizer": spec.optimizer,
-              **PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}}
+              **PROFILES[profile], **budget,
+              **{k: v for k, v in overrides.items() if v is not None}}
     config = TrainConfig(model=spec.number, labels=labels, profile=profile, **values)
     validate_config(config)
     return config
@@ -131,6 +136,9 @@ def validate_config(config: TrainConfig, *, num_train: int | None = None) -> Non
     if config.hidden_units is not None and any(u < 1 for u in config.hidden_units):
         raise ConfigError("hidden units must be positive")
     validate_search_settings(config)
+    if config.warm_start and config.spec().head_warmup_epochs:
+        raise ConfigError(f"--warm-start does not apply to model {config.model}: it warms its "
+                          "head up itself")
     if config.warm_start and (config.spec().stem != "mobilenet" or config.freeze_base):
         raise ConfigError("--warm-start only applies to fine-tuning a backbone model "
                           f"(models 6-7 without --freeze-base), not model {config.model}"

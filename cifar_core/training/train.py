@@ -10,7 +10,7 @@ import keras
 import numpy as np
 
 from cifar_core.data.dataset import Dataset, Split, stratified_split
-from cifar_core.features import train_frozen_base, uses_frozen_features
+from cifar_core.features import train_on_features, uses_frozen_features
 from cifar_core.models.builder import build_model, compile_model, distribution_scope
 from cifar_core.training.config import TrainConfig, validate_config
 from cifar_core.training.seeding import set_global_seed
@@ -98,14 +98,14 @@ def train(config: TrainConfig, dataset: Dataset, *,
         dataset.superclass_names)
 
     if uses_frozen_features(config.spec()):
-        return train_frozen_base(config, dataset, split, num_outputs=num_outputs, y_all=y_all,
+        return train_on_features(config, dataset, split, num_outputs=num_outputs, y_all=y_all,
                                  on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
                                  verbose=verbose)
 
     warm = None
     if config.warm_start:
         # Phase 1: the head alone, on cached frozen-base features (seconds per epoch).
-        warm = train_frozen_base(replace(config, freeze_base=True, warm_start=False), dataset,
+        warm = train_on_features(replace(config, freeze_base=True, warm_start=False), dataset,
                                  split, num_outputs=num_outputs, y_all=y_all,
                                  on_batch=on_batch, on_features=on_features, verbose=verbose)
         set_global_seed(config.seed)

@@ -1,0 +1,214 @@
+"""Model 8 exploration: which recipe of "cached lower base + fine-tuned top blocks" to choose.
+
+Model 8 splits an ImageNet MobileNet at a cut layer: the part below the cut stays frozen and
+its outputs are computed once (original and horizontally flipped image), the part above the
+cut is fine-tuned on those cached outputs together with a new head. The open questions are
+which backbone, input resolution and cut give the best accuracy in the 60-minute CPU budget.
+They split into two measurements, made where each is cheap:
+
+- ``cost`` (this 2-core CPU): images per second of the frozen lower part (the one-off
+  feature pass) and of a training step of the upper part, float32 and mixed bfloat16;
+- ``accuracy`` (any machine, a GPU makes it quick; Keras 3 runs the same code on JAX):
+  validation and test top-1 per epoch of the same recipe, with test-time flip averaging.
+
+The numbers it prints are recorded in BENCHMARKS.md ("Model 8: what was tried"); the chosen
+recipe lives in ``cifar_core.models.specs.MODEL_8``. Example::
+
+    python benchmarks/model8_explore.py cost --weights-dir ../shared/weights
+    KERAS_BACKEND=jax python benchmarks/model8_explore.py accuracy \\
+        --data ../shared/data/cifar10-images.tar.gz --weights-dir ../shared/weights
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras
+import numpy as np
+
+# name: (backbone, input size, cut layer: the last frozen layer's output)
+RECIPES = {
+    "v1-96-pw11": ("mobilenet_v1", 96, "conv_pw_11_relu"),
+    "v1-128-pw11": ("mobilenet_v1", 128, "conv_pw_11_relu"),
+    "v1-160-pw11": ("mobilenet_v1", 160, "conv_pw_11_relu"),
+    "v1-128-pw9": ("mobilenet_v1", 128, "conv_pw_9_relu"),
+    "v1-128-pw6": ("mobilenet_v1", 128, "conv_pw_6_relu"),
+    "v2-128-b12": ("mobilenet_v2", 128, "block_12_add"),
+    "v2-160-b12": ("mobilenet_v2", 160, "block_12_add"),
+    "v2-128-b9": ("mobilenet_v2", 128, "block_9_add"),
+}
+WEIGHT_FILES = {"mobilenet_v1": "mobilenet_v1_1.0_imagenet_notop.weights.h5",
+                "mobilenet_v2": "mobilenet_v2_1.0_imagenet_notop.weights.h5"}
+APPLICATIONS = {"mobilenet_v1": keras.applications.MobileNet,
+                "mobilenet_v2": keras.applications.MobileNetV2}
+
+
+def split_base(recipe: str, weights_dir: Path) -> tuple[keras.Model, keras.Model]:
+    """(lower, upper): the pretrained base cut at the recipe's layer, batch norm frozen."""
+    backbone, size, cut = RECIPES[recipe]
+    base = APPLICATIONS[backbone](input_shape=(size, size, 3), include_top=False,
+                                  weights=str(weights_dir / WEIGHT_FILES[backbone]))
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False  # folded batch norm: inference mode, always
+    lower = keras.Model(base.input, base.get_layer(cut).output, name="lower")
+    upper = keras.Model(base.get_layer(cut).output, base.output, name="upper")
+    return lower, upper
+
+
+def lower_with_preprocessing(lower: keras.Model, size: int) -> keras.Model:
+    """Raw 32x32 pixels -> [-1, 1] -> upsampled -> lower part."""
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(inputs)
+    x = keras.layers.Resizing(size, size, interpolation="bilinear")(x)
+    return keras.Model(inputs, lower(x, training=False))
+
+
+def head_on(upper: keras.Model, num_classes: int, dropout: float) -> keras.Model:
+    inputs = keras.Input(upper.input.shape[1:])
+    x = upper(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.Dropout(dropout)(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32")(x)
+    return keras.Model(inputs, outputs)
+
+
+def cost(args) -> None:
+    """CPU images/second of the feature pass and of one upper training step, per recipe."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(args.batch, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 10, size=args.batch)
+    for policy in args.policies:
+        keras.mixed_precision.set_global_policy(policy)
+        for recipe in (entry.partition("@")[0] for entry in args.recipes):
+            keras.utils.clear_session()
+            lower, upper = split_base(recipe, args.weights_dir)
+            extractor = lower_with_preprocessing(lower, RECIPES[recipe][1])
+            extractor.predict(images, verbose=0)  # warm-up (graph building)
+            start = time.perf_counter()
+            for _ in range(args.repeats):
+                features = extractor.predict(images, batch_size=args.batch, verbose=0)
+            extract = args.batch * args.repeats / (time.perf_counter() - start)
+            model = head_on(upper, 10, 0.2)
+            model.compile(optimizer=keras.optimizers.Adam(1e-4),
+                          loss="sparse_categorical_crossentropy")
+            model.train_on_batch(features, labels)
+            start = time.perf_counter()
+            for _ in range(args.repeats):
+                model.train_on_batch(features, labels)
+            step = args.batch * args.repeats / (time.perf_counter() - start)
+            print(json.dumps({"recipe": recipe, "policy": policy,
+                              "feature_shape": list(features.shape[1:]),
+                              "extract_img_s": round(extract, 1),
+                              "train_img_s": round(step, 1)}), flush=True)
+
+
+def accuracy(args) -> None:
+    """Val/test top-1 per epoch: head warm-up, then the upper part fine-tuned (cosine LR)."""
+    from cifar_core.data import load_dataset, stratified_split
+
+    dataset = load_dataset(args.data)
+    split = stratified_split(dataset.y_train, seed=42, validation_fraction=0.2)
+    cut = slice(0, args.limit)  # a smoke run: the first N images of each part
+    train_idx, val_idx = split.train_idx[cut], split.val_idx[cut]
+    parts = {"train": (dataset.x_train[train_idx], dataset.y_train[train_idx]),
+             "val": (dataset.x_train[val_idx], dataset.y_train[val_idx]),
+             "test": (dataset.x_test[cut], dataset.y_test[cut])}
+    print("data " + dataset.name + ": " + ", ".join(f"{k} {len(v[1])}" for k, v in
+                                                     parts.items()), flush=True)
+    results = []
+    for entry in args.recipes:  # "recipe" or "recipe@learning_rate"
+        recipe, _, rate = entry.partition("@")
+        results.append(explore_recipe(recipe, parts, dataset.num_classes, args,
+                                      learning_rate=float(rate or args.learning_rate)))
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1))
+
+
+def explore_recipe(recipe: str, parts: dict, num_classes: int, args, *,
+                   learning_rate: float) -> dict:
+    keras.utils.clear_session()
+    keras.utils.set_random_seed(42)
+    started = time.perf_counter()
+    lower, upper = split_base(recipe, args.weights_dir)
+    extractor = lower_with_preprocessing(lower, RECIPES[recipe][1])
+    # Two views per image, original and horizontal flip, as float16 (half the memory).
+    views = {name: ([extractor.predict(v, batch_size=256, verbose=0).astype("float16")
+                     for v in (x, x[:, :, ::-1])], y) for name, (x, y) in parts.items()}
+    extract_s = time.perf_counter() - started
+    model = head_on(upper, num_classes, args.dropout)
+    rng = np.random.default_rng(42)
+    (train_a, train_b), y_train = views["train"]
+
+    def epoch_inputs():  # one of the two flips per image, drawn anew each epoch
+        pick = rng.integers(0, 2, size=len(y_train))
+        return np.where(pick[:, None, None, None] == 0, train_a, train_b)
+
+    def top1(name: str, flips: int = 2) -> float:  # flips=2: test-time flip averaging
+        features, y = views[name]
+        probs = sum(model.predict(v, batch_size=512, verbose=0) for v in features[:flips])
+        return round(float(np.mean(np.argmax(probs, axis=1) == y)), 4)
+
+    upper.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(1e-3),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for _ in range(args.warmup_epochs):
+        model.fit(epoch_inputs(), y_train, batch_size=args.batch, epochs=1, verbose=0)
+    row = {"recipe": recipe, "learning_rate": learning_rate, "extract_s": round(extract_s, 1),
+           "warmup": {"val": top1("val"), "test": top1("test")}, "epochs": []}
+    print(json.dumps(row), flush=True)
+    upper.trainable = True
+    for layer in upper.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    steps = args.epochs * int(np.ceil(len(y_train) / args.batch))
+    schedule = keras.optimizers.schedules.CosineDecay(learning_rate, steps)
+    model.compile(optimizer=keras.optimizers.Adam(schedule),
+                  loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.perf_counter()
+        history = model.fit(epoch_inputs(), y_train, batch_size=args.batch, epochs=1,
+                            verbose=0)
+        row["epochs"].append({"epoch": epoch, "seconds": round(time.perf_counter() - t0, 1),
+                              "train_acc": round(history.history["accuracy"][-1], 4),
+                              "val": top1("val"), "test": top1("test"),
+                              "test_no_tta": top1("test", flips=1)})
+        print(json.dumps({"recipe": recipe, "learning_rate": learning_rate,
+                          **row["epochs"][-1]}), flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", choices=("cost", "accuracy"))
+    parser.add_argument("--weights-dir", type=Path, required=True,
+                        help="folder holding the MobileNet v1/v2 no-top .weights.h5 files")
+    parser.add_argument("--data", help="data set (accuracy mode)")
+    parser.add_argument("--recipes", nargs="+", default=list(RECIPES),
+                        help=f"of {', '.join(RECIPES)}; accuracy: NAME@RATE sets the "
+                             "fine-tuning learning rate")
+    parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3, help="cost: timed batches")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
+    parser.add_argument("--dropout", type=float, default=0.2)
+    parser.add_argument("--limit", type=int,
+                        help="accuracy: only the first N images of train, val and test")
+    parser.add_argument("--output", help="accuracy: write the results as JSON here")
+    args = parser.parse_args(argv)
+    (cost if args.mode == "cost" else accuracy)(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,153 @@
+"""Model 8 (issue 5): MobileNet at 128 px, blocks 7-13 fine-tuned on cached block-6 maps of each
+image and its mirror image, an average-pooled head, test-time mirror averaging."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from conftest import SHARED_WEIGHTS_V1, require_shared
+
+from cifar_core.data import load_dataset
+from cifar_core.errors import ConfigError
+from cifar_core.features import (
+    FlipSampler,
+    base_layer,
+    cache_key,
+    cut_layer,
+    feature_extractor,
+    head_model,
+)
+from cifar_core.inference import load_model_safely
+from cifar_core.models.builder import build_model, with_test_time_flips
+from cifar_core.models.specs import get_spec
+from cifar_core.training.config import make_config
+from cifar_core.training.pipeline import execute_run
+
+SPEC = get_spec(8)
+BASE = "mobilenet_1.00_128"
+
+
+@pytest.fixture(scope="module")
+def model8():
+    return build_model(SPEC, 10, backbone_weights=None, seed=3)
+
+
+def _images(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3)).astype("float32")
+
+
+def test_model8_is_mirror_flips_upsample_base_average_pool_head(model8):
+    names = [layer.name for layer in model8.layers]
+    assert names == ["image", "augment_flips", "mobilenet_preprocess", "upsample", BASE,
+                     "average_pool", "dropout_features", "classifier"]
+    flips = model8.get_layer("augment_flips")
+    assert [layer.name for layer in flips.layers] == ["flip_horizontal"]  # no upside-down
+    assert model8.get_layer("upsample").output.shape[1:3] == (128, 128)
+
+
+def test_only_blocks_7_to_13_train_and_batch_norm_stays_frozen(model8):
+    base = model8.get_layer(BASE)
+    trainable = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert trainable == {f"conv_{kind}_{block}" for block in range(7, 14)
+                         for kind in ("dw", "pw")}
+    assert not any(layer.trainable for layer in base.layers
+                   if isinstance(layer, keras.layers.BatchNormalization))
+
+
+def test_cached_maps_through_the_upper_part_give_the_full_models_output(model8):
+    cut = cut_layer(SPEC)
+    assert cut == "conv_pw_6_relu"
+    extractor, upper = feature_extractor(model8, cut), head_model(model8, cut)
+    assert extractor.output_shape[1:] == (8, 8, 512)
+    x = _images(3)
+    np.testing.assert_allclose(upper.predict(extractor.predict(x, verbose=0), verbose=0),
+                               model8.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    # The upper part shares the model's weights: training it trains the model.
+    upper_weights = {id(w) for w in upper.trainable_weights}
+    assert upper_weights <= {id(w) for w in model8.weights}
+    assert len(upper.trainable_weights) == len(model8.trainable_weights)
+
+
+def test_test_time_flips_average_the_image_and_its_mirror_and_load_safely(model8, tmp_path):
+    wrapped = with_test_time_flips(model8)
+    x = _images(4, seed=1)
+    expected = (model8.predict(x, verbose=0) + model8.predict(x[:, :, ::-1], verbose=0)) / 2
+    np.testing.assert_allclose(wrapped.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    wrapped.save(tmp_path / "model.keras")
+    loaded = load_model_safely(tmp_path / "model.keras")  # safe mode: no code in the file
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_two_variant_sampler_draws_only_identity_and_mirror():
+    order, variants = FlipSampler(10_000, seed=2, num_variants=2).epoch(0)
+    assert sorted(order) == list(range(10_000))
+    assert set(np.unique(variants)) == {0, 1}
+    assert 4_700 < int(np.sum(variants == 1)) < 5_300
+
+
+def test_cache_key_names_the_cut_the_two_variants_and_float16(model8, small_dataset):
+    key = cache_key(SPEC, feature_extractor(model8, cut_layer(SPEC)), small_dataset)
+    assert (key["cut"], key["variants"], key["dtype"]) == (
+        "conv_pw_6_relu", ["identity", "horizontal"], "float16")
+    whole = cache_key(replace(SPEC, freeze_backbone=True), feature_extractor(model8),
+                      small_dataset)
+    assert (whole["cut"], whole["dtype"]) == (None, "float32")
+
+
+@pytest.fixture(scope="module")
+def small_dataset(tmp_path_factory):
+    from cifar_archives import write_cifar100_archive
+
+    path = tmp_path_factory.mktemp("small8") / "cifar-100-python.tar.gz"
+    return load_dataset(write_cifar100_archive(path, train_per_class=2, test_per_class=1))
+
+
+def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
+    config = make_config(8)
+    assert (config.epochs, config.batch_size, config.learning_rate) == (8, 128, 3e-4)
+    assert make_config(8, profile="quick").epochs == 3
+    assert make_config(8, epochs=2, batch_size=32).batch_size == 32
+    assert make_config(6).epochs == 50  # the report's models keep the report's protocol
+    with pytest.raises(ConfigError, match="warms its head up itself"):
+        make_config(8, warm_start=True)
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
+        tiny_cifar100, tmp_path):
+    weights = str(require_shared(SHARED_WEIGHTS_V1))
+    dataset = load_dataset(tiny_cifar100)
+    config = make_config(8, profile="quick", epochs=2, batch_size=64, backbone_weights=weights)
+    run = execute_run(config, dataset=dataset, artifacts=str(tmp_path), log=lambda _: None).path
+    metrics = json.loads((run / "metrics.json").read_text())
+    training = metrics["training"]
+    assert training["head_warmup"]["epochs"] == 1
+    assert "conv_pw_6_relu" in Path(training["feature_cache"]["path"]).name
+    assert training["epochs_run"] == 2
+    model = load_model_safely(run / "model.keras")
+    assert model.input_shape[1:] == (32, 32, 3)
+    assert {"mirror_image", "model_8", "mean_of_both"} <= {layer.name for layer in model.layers}
+    probabilities = model.predict(dataset.x_test[:8].astype("float32"), verbose=0)
+    assert probabilities.shape == (8, 100)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    # Only the layers above the cut moved; the frozen lower base kept the pretrained weights.
+    reference = build_model(SPEC, 100, backbone_weights=weights)
+    trained_base = base_layer(model.get_layer("model_8"))
+    for layer in reference.get_layer(BASE).layers:
+        if not layer.weights:
+            continue
+        same = all(np.array_equal(a, b) for a, b in zip(
+            layer.get_weights(), trained_base.get_layer(layer.name).get_weights(), strict=True))
+        block = re.fullmatch(r"conv_(?:dw|pw)_(\d+)", layer.name)
+        block = int(block.group(1)) if block else 0  # conv1 and its batch norm: block 0
+        if isinstance(layer, keras.layers.BatchNormalization) or block < 7:
+            assert same, layer.name
+        else:
+            assert not same, layer.name
