@@ -110,7 +110,7 @@ def small_dataset(tmp_path_factory):
 
 def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
-    assert (config.epochs, config.batch_size, config.learning_rate) == (8, 128, 3e-4)
+    assert (config.epochs, config.batch_size, config.learning_rate) == (10, 128, 3e-4)
     assert make_config(8, profile="quick").epochs == 3
     assert make_config(8, epochs=2, batch_size=32).batch_size == 32
     assert make_config(6).epochs == 50  # the report's models keep the report's protocol
