@@ -14,6 +14,9 @@ ENV_DATA = "CIFAR_CORE_DATA"  # CIFAR-100 archive/folder or an image-folder data
 ENV_BACKBONE_WEIGHTS = "CIFAR_CORE_BACKBONE_WEIGHTS"  # local MobileNet weights file
 ENV_CACHE = "CIFAR_CORE_CACHE"  # decoded data sets and cached backbone features
 ENV_KERAS_HOME = "KERAS_HOME"  # Keras's own cache root (datasets/ lives below it)
+# Model 7's cached trials: "float32" or "mixed_bfloat16" (default: bfloat16 where the CPU has
+# native bfloat16 matrix units, see cifar_core.search.trials.head_precision)
+ENV_HEAD_PRECISION = "CIFAR_CORE_HEAD_PRECISION"
 
 
 def artifacts_dir(explicit: str | os.PathLike | None = None) -> Path:

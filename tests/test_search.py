@@ -139,7 +139,9 @@ def test_cached_search_writes_its_trials_and_resumes_with_more(tiny_cifar100, tm
     assert search["chosen"]["trial_id"] == best["trial_id"]
     assert chosen.hidden_units == (int(best["units_1"]), int(best["units_2"]))
     assert chosen.dropout == float(best["dropout"])
-    assert chosen.learning_rate == float(best["learning_rate"])
+    # Cached mode: the head phase runs at the searched step, the fine-tune at most at 1e-4.
+    assert chosen.warm_start and chosen.head_learning_rate == float(best["learning_rate"])
+    assert chosen.learning_rate == min(float(best["learning_rate"]), 1e-4)
     assert chosen.optimizer == best["optimizer"] and chosen.search_mode == "cached"
     varying = search["stages"]["2"]["plan"]["varying"]
     assert varying and set(varying) <= set(HYPERPARAMETERS)
@@ -275,3 +277,24 @@ def test_a_stopped_model7_run_resumes_from_the_cli(tiny_cifar100, tmp_path, caps
     rows = _rows(stopped.path / "trials.csv")
     assert [r["stage"] for r in rows] == ["1", "1", "1", "2"]
     assert rows[0] == first[0]  # the trial it had is kept, not rerun
+
+
+def test_cached_trials_run_their_hidden_layers_in_the_chosen_precision(monkeypatch):
+    from cifar_core.models.builder import build_head
+    from cifar_core.search.trials import head_precision
+
+    monkeypatch.setenv("CIFAR_CORE_HEAD_PRECISION", "mixed_bfloat16")
+    assert head_precision() == "mixed_bfloat16"
+    head = build_head(make_config(7).spec(), 10, (1024,), dtype=head_precision())
+    assert head.get_layer("hidden_1").compute_dtype == "bfloat16"
+    assert head.get_layer("hidden_1").variable_dtype == "float32"
+    assert head.get_layer("classifier").compute_dtype == "float32"  # softmax in float32
+    monkeypatch.setenv("CIFAR_CORE_HEAD_PRECISION", "float32")
+    assert head_precision() == "float32"
+    monkeypatch.setenv("CIFAR_CORE_HEAD_PRECISION", "float8")
+    with pytest.raises(ConfigError, match="CIFAR_CORE_HEAD_PRECISION"):
+        head_precision()
+    monkeypatch.delenv("CIFAR_CORE_HEAD_PRECISION")
+    flags = Path("/proc/cpuinfo").read_text()
+    native = "amx_bf16" in flags or "avx512_bf16" in flags
+    assert head_precision() == ("mixed_bfloat16" if native else "float32")

@@ -108,19 +108,21 @@ def with_test_time_flips(model: keras.Model) -> keras.Model:
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
 
 
-def add_head(x, spec: ModelSpec, num_classes: int, *, seed: int | None = None):
+def add_head(x, spec: ModelSpec, num_classes: int, *, seed: int | None = None,
+             dtype: str | None = None):
     """Flatten (or average pooling) -> hidden Dense layers (ReLU, optional dropout) ->
     softmax, on tensor ``x``.
 
     Shared by ``build_model`` and by heads trained on cached backbone features, so both
-    have the same layers under the same names.
+    have the same layers under the same names. ``dtype`` is the hidden layers' precision
+    policy (e.g. ``"mixed_bfloat16"``); the softmax layer always computes in float32.
     """
     if spec.pooling == "average":
         x = keras.layers.GlobalAveragePooling2D(name="average_pool")(x)
     else:
         x = keras.layers.Flatten(name="flatten")(x)
     for i, units in enumerate(spec.hidden_units, start=1):
-        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}")(x)
+        x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}", dtype=dtype)(x)
         if spec.dropout:
             x = keras.layers.Dropout(spec.dropout, seed=seed, name=f"dropout_{i}")(x)
     if spec.dropout and not spec.hidden_units:  # no hidden layer: dropout on the features
@@ -129,10 +131,10 @@ def add_head(x, spec: ModelSpec, num_classes: int, *, seed: int | None = None):
 
 
 def build_head(spec: ModelSpec, num_classes: int, feature_shape: tuple[int, ...], *,
-               seed: int | None = None) -> keras.Model:
+               seed: int | None = None, dtype: str | None = None) -> keras.Model:
     """The head of ``spec`` alone, taking backbone features of ``feature_shape``."""
     inputs = keras.Input(feature_shape, name="features")
-    return keras.Model(inputs, add_head(inputs, spec, num_classes, seed=seed),
+    return keras.Model(inputs, add_head(inputs, spec, num_classes, seed=seed, dtype=dtype),
                        name=f"head_{spec.number}")
 
 

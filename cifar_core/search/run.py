@@ -286,9 +286,13 @@ def run_model7_search(config, dataset: Dataset, *, writer, log: Callable[[str], 
     min_workers = int(os.environ.get(ENV_MIN_WORKERS) or 1)
     chosen = search.run(chief=role == "chief", min_workers=min_workers)
     if config.search_mode == "cached" and not config.freeze_base:
-        # The cached trials scored heads trained on frozen features: the final fine-tune
-        # starts from such a head (the one the winning values train) instead of a random one.
-        chosen = replace(chosen, warm_start=True)
+        # The cached trials scored heads trained on frozen features at the searched step: the
+        # final run first trains such a head (warm start), then fine-tunes everything at that
+        # step capped at model 6's (the largest measured to leave the pretrained base intact;
+        # the trials never fine-tuned, so they cannot tell a larger one is safe).
+        cap = config.spec().learning_rate
+        chosen = replace(chosen, warm_start=True, head_learning_rate=chosen.learning_rate,
+                         learning_rate=min(chosen.learning_rate, cap))
     return chosen
 
 

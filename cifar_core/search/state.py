@@ -38,6 +38,8 @@ STATE_VERSION = 1
 def search_settings(config, dataset) -> dict:
     """What every trial's score depends on. Changing any of it makes a different search; the
     trial counts (``search_trials``, ``grid_trials``) are not in it: a restart may extend."""
+    from cifar_core.search.trials import head_precision  # TensorFlow; only when searching
+
     spec = config.spec()
     weights = weights_identity(config.backbone_weights)
     return {
@@ -57,6 +59,8 @@ def search_settings(config, dataset) -> dict:
         "input_size": spec.input_size,
         "weights": weights["sha256"] or weights["weights"],
         "data_sha256": dataset.content_hash if dataset is not None else None,
+        # the cached trials' hidden-layer precision (full-mode trials train in float32)
+        "head_precision": head_precision() if config.search_mode == "cached" else "float32",
     }
 
 

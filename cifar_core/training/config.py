@@ -66,6 +66,7 @@ class TrainConfig:
     # from that head. Model 7's cached search turns it on (its trials scored exactly those
     # heads); it shortens the end-to-end fine-tune, the slow part on a CPU.
     warm_start: bool = False
+    head_learning_rate: float | None = None  # warm start: the head phase's (None: the same)
 
     def spec(self) -> ModelSpec:
         """The model spec with this config's head and freezing applied."""
@@ -131,6 +132,11 @@ def validate_config(config: TrainConfig, *, num_train: int | None = None) -> Non
         raise ConfigError(f"seed must be an integer in [0, 2**32), got {config.seed!r}")
     if not 0 < config.validation_fraction < 1:
         raise ConfigError("validation fraction must lie in (0, 1)")
+    if config.head_learning_rate is not None and not (
+            isinstance(config.head_learning_rate, (int, float))
+            and 0 < config.head_learning_rate <= 1):
+        raise ConfigError(f"head learning rate must lie in (0, 1], got "
+                          f"{config.head_learning_rate!r}")
     if config.dropout is not None and not 0 <= config.dropout < 1:
         raise ConfigError(f"dropout must lie in [0, 1), got {config.dropout}")
     if config.hidden_units is not None and any(u < 1 for u in config.hidden_units):

@@ -105,7 +105,9 @@ def train(config: TrainConfig, dataset: Dataset, *,
     warm = None
     if config.warm_start:
         # Phase 1: the head alone, on cached frozen-base features (seconds per epoch).
-        warm = train_on_features(replace(config, freeze_base=True, warm_start=False), dataset,
+        head_phase = replace(config, freeze_base=True, warm_start=False,
+                             learning_rate=config.head_learning_rate or config.learning_rate)
+        warm = train_on_features(head_phase, dataset,
                                  split, num_outputs=num_outputs, y_all=y_all,
                                  on_batch=on_batch, on_features=on_features, verbose=verbose)
         set_global_seed(config.seed)
