@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train and evaluate one model (or the progression)")
     which = train.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", type=int, metavar="N", help="model number (see README)")
-    which.add_argument("--all", action="store_true", help="the progression 1-7 in order")
+    which.add_argument("--all", action="store_true",
+                       help="the report's progression 1-7 in order (model 8: --model 8)")
     train.add_argument("--with-coarse", action="store_true",
                        help="with --all: also models 1 and 7 on the 20 superclasses")
     train.add_argument("--labels", choices=("fine", "coarse"), default="fine")

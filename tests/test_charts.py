@@ -207,3 +207,13 @@ def test_augmentation_figure_shows_original_and_labelled_copies():
     titles = [a.text for a in fig.layout.annotations]
     assert titles[0] == "first: original"
     assert titles[5] == f"copy 1: {preview.labels[1][0]}"
+
+
+def test_model8_has_its_place_and_title_in_the_progression():
+    point = ra.ProgressionPoint(model=8, labels="fine", run_id="r8", top1=0.9, top5=0.99,
+                                superclass=None, profile="seed", dataset="cifar10-images")
+    fig = progression_figure([point], reference={})
+    assert 8 in list(fig.layout.xaxis.tickvals)
+    label = fig.layout.xaxis.ticktext[list(fig.layout.xaxis.tickvals).index(8)]
+    assert "Model 8" in label and "Beyond the" in label
+    assert list(_trace(fig, "Fine top-1").y) == pytest.approx([90.0])
