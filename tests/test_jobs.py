@@ -103,8 +103,8 @@ def test_bad_requests_are_refused_before_a_folder_is_claimed(artifacts, tiny_cif
         submit_job(artifacts, model=1, labels="medium", data=str(tiny_cifar100))
     with pytest.raises(DataError, match="no such file"):
         submit_job(artifacts, model=1, data=str(artifacts.parent / "missing.tar.gz"))
-    with pytest.raises(ConfigError, match="unknown model 8"):  # one bad model: none queued
-        submit_progression(artifacts, models=[1, 8], data=str(tiny_cifar100))
+    with pytest.raises(ConfigError, match="unknown model 9"):  # one bad model: none queued
+        submit_progression(artifacts, models=[1, 9], data=str(tiny_cifar100))
     assert not runs_root(artifacts).exists() or list(runs_root(artifacts).iterdir()) == []
 
 

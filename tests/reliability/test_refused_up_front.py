@@ -91,7 +91,7 @@ def test_the_largest_batch_that_fits_is_accepted(tiny_cifar100, tiny_image_folde
      f"batch size {TINY_SPLIT + 1} is larger than the {TINY_SPLIT} training images"),
     (["--model", "2", "--labels", "coarse", "--batch-size", "4096"], "larger than the 400"),
     (["--all", "--batch-size", "1000"], "larger than the 400"),  # all refused, none trained
-    (["--model", "8"], "unknown model 8"),
+    (["--model", "9"], "unknown model 9"),
 ])
 def test_the_cli_refuses_before_claiming_a_folder(tmp_path, tiny_cifar100, args, message,
                                                   capsys):
