@@ -109,6 +109,36 @@ class FlipSampler:
         rng = np.random.default_rng([self.seed, int(epoch)])
         return rng.permutation(self.n), rng.integers(0, self.num_variants, size=self.n)
 
+    def shifts(self, epoch: int, max_shift: int) -> np.ndarray:
+        """Per image (in the order of ``epoch``'s draw), a (down, right) translation of at
+        most ``max_shift`` in each direction, uniform; a stream of its own, so that turning
+        shifts on leaves the order and the flips of every epoch unchanged."""
+        rng = np.random.default_rng([self.seed, int(epoch), 1])
+        return rng.integers(-max_shift, max_shift + 1, size=(self.n, 2))
+
+
+def translate(batch: np.ndarray, shifts: np.ndarray, max_shift: int) -> np.ndarray:
+    """Each map of ``batch`` (N, H, W, C) moved down by ``shifts[i, 0]`` and right by
+    ``shifts[i, 1]`` cells (negative: up, left), the uncovered border filled with zeros.
+
+    On the cached block-6 maps of model 8 one cell is 16 px of the 128-px input, 4 px of the
+    32-px image: the standard CIFAR random-crop augmentation (4 px of padding), applied where
+    the cache makes it free. Zero is what a ReLU map holds where nothing fires.
+    """
+    if max_shift <= 0:
+        return batch
+    s = int(max_shift)
+    height, width = batch.shape[1:3]
+    padded = np.pad(batch, ((0, 0), (s, s), (s, s), (0, 0)))
+    out = np.empty_like(batch)
+    for down in range(-s, s + 1):
+        for right in range(-s, s + 1):
+            chosen = (shifts[:, 0] == down) & (shifts[:, 1] == right)
+            if chosen.any():
+                out[chosen] = padded[chosen, s - down:s - down + height,
+                                     s - right:s - right + width]
+    return out
+
 
 def flip_variants(spec: ModelSpec) -> tuple[str, ...]:
     """The flip variants the spec's augmentation draws from (a prefix of ``FLIP_VARIANTS``)."""
@@ -377,8 +407,12 @@ class CachedSource:
     def __init__(self, cache: FeatureCache):
         self.cache = cache
 
-    def batch(self, rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
-        return np.asarray(self.cache.train[variants, rows], dtype=np.float32)
+    def batch(self, rows: np.ndarray, variants: np.ndarray, shifts: np.ndarray | None = None,
+              max_shift: int = 0) -> np.ndarray:
+        maps = self.cache.train[variants, rows]
+        if shifts is not None:
+            maps = translate(maps, shifts, max_shift)  # in the cache's float16: half the bytes
+        return np.asarray(maps, dtype=np.float32)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.cache.train[0, rows], dtype=np.float32)
@@ -388,11 +422,17 @@ class ImageSource:
     """Training inputs computed on the fly: the flipped images themselves (the network runs
     the frozen base every step, as end-to-end training does)."""
 
-    def __init__(self, images: np.ndarray):
+    def __init__(self, images: np.ndarray, pixels_per_cell: int = 1):
         self.images = images
+        self.pixels_per_cell = int(pixels_per_cell)  # a shift of one map cell, in pixels
 
-    def batch(self, rows: np.ndarray, variants: np.ndarray) -> np.ndarray:
-        return flip_images(self.images[rows], variants).astype(np.float32)
+    def batch(self, rows: np.ndarray, variants: np.ndarray, shifts: np.ndarray | None = None,
+              max_shift: int = 0) -> np.ndarray:
+        images = flip_images(self.images[rows], variants)
+        if shifts is not None:  # the same translation, in the image's own pixels
+            images = translate(images, shifts * self.pixels_per_cell,
+                               max_shift * self.pixels_per_cell)
+        return images.astype(np.float32)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
         return self.images[rows].astype(np.float32)
@@ -405,7 +445,7 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
                  callback_model: keras.Model | None = None, verbose: int = 0,
                  steps_per_call: int = STEPS_PER_CALL,
                  validate_each_epoch: bool = True,
-                 num_variants: int = len(FLIP_VARIANTS)) -> None:
+                 num_variants: int = len(FLIP_VARIANTS), max_shift: int = 0) -> None:
     """Train ``step_model`` on ``source`` with one seeded flip variant per image per epoch.
 
     The loop does what ``Model.fit`` does for ``train()``: sparse categorical cross-entropy,
@@ -417,7 +457,9 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
     graph call (what ``steps_per_execution`` does in Keras): small heads are bound by
     per-call overhead, not arithmetic. ``validate_each_epoch=False`` validates after the
     last epoch only (nothing else needs it without early stopping). ``num_variants`` is how
-    many flip variants the draws choose from (the first of ``FLIP_VARIANTS``).
+    many flip variants the draws choose from (the first of ``FLIP_VARIANTS``); with
+    ``max_shift`` each training input is also translated by a seeded random shift of up to
+    that many cells (``translate``).
     """
     callback_model = callback_model or step_model
     variables = step_model.trainable_variables
@@ -455,10 +497,12 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
     for epoch in range(epochs):
         callback_list.on_epoch_begin(epoch)
         order, variants = sampler.epoch(epoch)
+        shifts = sampler.shifts(epoch, max_shift) if max_shift > 0 else None
         loss_sum, correct_sum = 0.0, 0
         for begin in range(0, len(order), per_call):
             chosen = slice(begin, begin + per_call)
-            x = source.batch(train_rows[order[chosen]], variants[chosen])
+            x = source.batch(train_rows[order[chosen]], variants[chosen],
+                             None if shifts is None else shifts[chosen], max_shift)
             loss, correct = train_steps(tf.constant(x), tf.constant(y_train[order[chosen]]))
             loss_sum += float(loss)
             correct_sum += int(correct)
@@ -528,10 +572,13 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
         details["feature_cache"] = {"path": str(cache.path), "reused": not cache.built,
                                     "seconds": round(cache.seconds, 3)}
     else:
-        source, step_model = ImageSource(dataset.x_train), trunk_model(model)
+        map_size = feature_extractor(model, cut).output.shape[1]
+        source = ImageSource(dataset.x_train, dataset.x_train.shape[1] // map_size)
+        step_model = trunk_model(model)
     data = {"source": source, "train_rows": split.train_idx, "y_train": y_all[split.train_idx],
             "val_rows": split.val_idx, "y_val": y_all[split.val_idx], "seed": config.seed,
-            "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose}
+            "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose,
+            "max_shift": spec.feature_shift if cut else 0}  # shifts are for cut maps only
 
     start = time.perf_counter()
     if spec.head_warmup_epochs and not spec.freeze_backbone:

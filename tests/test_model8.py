@@ -16,12 +16,15 @@ from conftest import SHARED_WEIGHTS_V1, require_shared
 from cifar_core.data import load_dataset
 from cifar_core.errors import ConfigError
 from cifar_core.features import (
+    CachedSource,
     FlipSampler,
+    ImageSource,
     base_layer,
     cache_key,
     cut_layer,
     feature_extractor,
     head_model,
+    translate,
 )
 from cifar_core.inference import load_model_safely
 from cifar_core.models.builder import build_model, with_test_time_flips
@@ -91,6 +94,45 @@ def test_two_variant_sampler_draws_only_identity_and_mirror():
     assert 4_700 < int(np.sum(variants == 1)) < 5_300
 
 
+def test_translate_moves_each_map_by_its_own_shift_and_fills_zeros():
+    maps = np.arange(2 * 4 * 4 * 3, dtype="float16").reshape(2, 4, 4, 3) + 1
+    shifts = np.array([[1, 0], [-1, 1]])  # first: one cell down; second: up and right
+    out = translate(maps, shifts, 1)
+    assert out.dtype == maps.dtype and out.shape == maps.shape
+    np.testing.assert_array_equal(out[0, 1:], maps[0, :-1])
+    assert not out[0, 0].any()
+    np.testing.assert_array_equal(out[1, :-1, 1:], maps[1, 1:, :-1])
+    assert not out[1, -1].any() and not out[1, :, 0].any()
+    np.testing.assert_array_equal(translate(maps, np.zeros((2, 2), int), 1), maps)
+    assert translate(maps, shifts, 0) is maps
+
+
+def test_shifts_are_seeded_uniform_and_leave_order_and_flips_alone():
+    sampler = FlipSampler(9_000, seed=4, num_variants=2)
+    shifts = sampler.shifts(0, 1)
+    np.testing.assert_array_equal(shifts, FlipSampler(9_000, seed=4).shifts(0, 1))
+    assert not np.array_equal(shifts, sampler.shifts(1, 1))
+    pairs, counts = np.unique(shifts, axis=0, return_counts=True)
+    assert len(pairs) == 9 and counts.min() > 850  # all nine shifts, about 1,000 each
+    np.testing.assert_array_equal(sampler.epoch(0)[0], FlipSampler(9_000, 4, 2).epoch(0)[0])
+
+
+def test_both_sources_apply_the_shift_images_in_pixels_per_cell():
+    images = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3)).astype("uint8")
+    rows, variants, shifts = np.array([2, 0]), np.array([0, 1]), np.array([[0, 1], [1, 0]])
+    shifted = ImageSource(images, pixels_per_cell=4).batch(rows, variants, shifts, 1)
+    np.testing.assert_array_equal(shifted[0, :, 4:], images[2, :, :-4])  # 4 px right
+    np.testing.assert_array_equal(shifted[1, 4:], images[0, :-4, ::-1])  # mirrored, 4 px down
+    assert not shifted[0, :, :4].any() and shifted.dtype == np.float32
+
+    class Cache:  # the one attribute CachedSource reads: maps by (variant, row)
+        train = np.random.default_rng(6).normal(size=(2, 3, 8, 8, 4)).astype("float16")
+    maps = CachedSource(Cache()).batch(rows, variants, shifts, 1)
+    np.testing.assert_array_equal(maps[1, 1:], Cache.train[1, 0, :-1].astype("float32"))
+    np.testing.assert_array_equal(CachedSource(Cache()).batch(rows, variants),
+                                  Cache.train[variants, rows].astype("float32"))
+
+
 def test_cache_key_names_the_cut_the_two_variants_and_float16(model8, small_dataset):
     key = cache_key(SPEC, feature_extractor(model8, cut_layer(SPEC)), small_dataset)
     assert (key["cut"], key["variants"], key["dtype"]) == (
@@ -110,7 +152,9 @@ def small_dataset(tmp_path_factory):
 
 def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
-    assert (config.epochs, config.batch_size, config.learning_rate) == (10, 128, 3e-4)
+    assert (config.epochs, config.batch_size, config.learning_rate) == (12, 128, 3e-4)
+    assert config.patience == 0  # the cosine schedule runs its course
+    assert make_config(6).patience == 3
     assert make_config(8, profile="quick").epochs == 3
     assert make_config(8, epochs=2, batch_size=32).batch_size == 32
     assert make_config(6).epochs == 50  # the report's models keep the report's protocol
