@@ -582,7 +582,14 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
 
     start = time.perf_counter()
     if spec.head_warmup_epochs and not spec.freeze_backbone:
-        details["head_warmup"] = _warm_up_head(model, step_model, spec, data)
+        if log:
+            log(f"head warm-up: {spec.head_warmup_epochs} epoch(s), the base frozen")
+        details["head_warmup"] = warm = _warm_up_head(model, step_model, spec, data)
+        if log:
+            val = warm.get("val_accuracy")
+            log(f"head warm-up done in {warm['seconds']:.0f} s"
+                + (f", val_acc {val:.4f}" if val is not None else "")
+                + f"; now fine-tuning the base above {cut}")
     recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)
     callbacks = [recorder]
     if config.patience > 0:

@@ -169,7 +169,9 @@ def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
     weights = str(require_shared(SHARED_WEIGHTS_V1))
     dataset = load_dataset(tiny_cifar100)
     config = make_config(8, profile="quick", epochs=2, batch_size=64, backbone_weights=weights)
-    run = execute_run(config, dataset=dataset, artifacts=str(tmp_path), log=lambda _: None).path
+    lines = []
+    run = execute_run(config, dataset=dataset, artifacts=str(tmp_path), log=lines.append).path
+    assert any(line.startswith("head warm-up done in") for line in lines), lines
     metrics = json.loads((run / "metrics.json").read_text())
     training = metrics["training"]
     assert training["head_warmup"]["epochs"] == 1

@@ -121,7 +121,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
 
         writer.set_progress(phase="training", epoch=1, epochs=config.epochs, step=0)
         result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch,
-                       on_features=on_features, verbose=verbose)
+                       on_features=on_features, verbose=verbose, log=log)
         writer.set_progress(phase="evaluating")
         writer.flush()
         evaluation = evaluate(result.model, dataset, config.labels)

@@ -78,14 +78,14 @@ def train(config: TrainConfig, dataset: Dataset, *,
           on_epoch: Callable[[dict, int], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None,
           on_features: Callable[[int, int], None] | None = None,
-          verbose: int = 0) -> TrainResult:
+          verbose: int = 0, log: Callable[[str], None] | None = None) -> TrainResult:
     """Train ``config.model`` on the training split, validating on the held-out 20%.
 
     The report's protocol: Adam, sparse categorical cross-entropy, early stopping on
     validation loss (patience ``config.patience``) restoring the best weights, one seed.
     A frozen MobileNet base with flip augmentation trains its head on cached base features
-    (``cifar_core.features``; ``on_features`` reports their computation) with the same
-    protocol and returns the same end-to-end model.
+    (``cifar_core.features``; ``on_features`` reports their computation, ``log`` its phases)
+    with the same protocol and returns the same end-to-end model.
     """
     split = stratified_split(dataset.y_train, seed=config.seed,
                              validation_fraction=config.validation_fraction)
@@ -100,7 +100,7 @@ def train(config: TrainConfig, dataset: Dataset, *,
     if uses_frozen_features(config.spec()):
         return train_on_features(config, dataset, split, num_outputs=num_outputs, y_all=y_all,
                                  on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
-                                 verbose=verbose)
+                                 verbose=verbose, log=log)
 
     warm = None
     if config.warm_start:
