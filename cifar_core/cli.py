@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = sub.add_parser("bench", help="train a list of models and record BENCHMARKS.md")
     bench.add_argument("--data", metavar="PATH", help="as for train")
-    bench.add_argument("--models", default="1-5", help="e.g. 1-5, 1,3,6 (default 1-5)")
+    bench.add_argument("--models", default="1-8", help="e.g. 1-5, 1,3,6 (default 1-8)")
     bench.add_argument("--labels", choices=("fine", "coarse"), default="fine")
     bench.add_argument("--profile", choices=("seed", "quick"), default="seed")
     bench.add_argument("--epochs", type=_positive_int)
