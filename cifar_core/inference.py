@@ -9,6 +9,10 @@ import keras
 import numpy as np
 
 from cifar_core.errors import RunFolderError
+
+# Registers the project's own layers (model 8's MirrorImage) with Keras: a saved model names
+# them, and a process that never built a model (predict, the dashboard) must know them to load.
+from cifar_core.models import builder as _project_layers  # noqa: F401
 from cifar_core.runs.store import MODEL_FILE, load_run
 
 

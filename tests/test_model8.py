@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -85,6 +87,13 @@ def test_test_time_flips_average_the_image_and_its_mirror_and_load_safely(model8
     wrapped.save(tmp_path / "model.keras")
     loaded = load_model_safely(tmp_path / "model.keras")  # safe mode: no code in the file
     np.testing.assert_allclose(loaded.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+    # A fresh process that only imports the inference module (as predict and the dashboard
+    # do) loads it too: the project's layers are registered on import.
+    script = ("import sys; from cifar_core.inference import load_model_safely; "
+              "print(load_model_safely(sys.argv[1]).output_shape)")
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "model.keras")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "(None, 10)" in done.stdout, done.stderr[-2000:]
 
 
 def test_two_variant_sampler_draws_only_identity_and_mirror():
