@@ -360,7 +360,8 @@ def cmd_bench(args) -> int:
                            command=command, load_average=dataset.get("load_average"))
     section = args.section or f"{dataset['name']}-{args.labels}-{args.profile}-m{args.models}"
     update_section(Path(args.output), section,
-                   body, title=f"Models {args.models} on {dataset['name']} ({args.labels} "
+                   body, title=f"{'Model' if len(models) == 1 else 'Models'} {args.models} on "
+                               f"{dataset['name']} ({args.labels} "
                                f"labels, {args.profile} profile)")
     print(body)
     print(f"updated {args.output} (section {section})")
