@@ -117,7 +117,7 @@ class FlipSampler:
         return rng.integers(-max_shift, max_shift + 1, size=(self.n, 2))
 
 
-def translate(batch: np.ndarray, shifts: np.ndarray, max_shift: int) -> np.ndarray:
+def translate(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Each map of ``batch`` (N, H, W, C) moved down by ``shifts[i, 0]`` and right by
     ``shifts[i, 1]`` cells (negative: up, left), the uncovered border filled with zeros.
 
@@ -125,9 +125,9 @@ def translate(batch: np.ndarray, shifts: np.ndarray, max_shift: int) -> np.ndarr
     32-px image: the standard CIFAR random-crop augmentation (4 px of padding), applied where
     the cache makes it free. Zero is what a ReLU map holds where nothing fires.
     """
-    if max_shift <= 0:
+    s = int(np.abs(shifts).max(initial=0))
+    if s == 0:
         return batch
-    s = int(max_shift)
     height, width = batch.shape[1:3]
     padded = np.pad(batch, ((0, 0), (s, s), (s, s), (0, 0)))
     out = np.empty_like(batch)
@@ -407,11 +407,11 @@ class CachedSource:
     def __init__(self, cache: FeatureCache):
         self.cache = cache
 
-    def batch(self, rows: np.ndarray, variants: np.ndarray, shifts: np.ndarray | None = None,
-              max_shift: int = 0) -> np.ndarray:
+    def batch(self, rows: np.ndarray, variants: np.ndarray,
+              shifts: np.ndarray | None = None) -> np.ndarray:
         maps = self.cache.train[variants, rows]
         if shifts is not None:
-            maps = translate(maps, shifts, max_shift)  # in the cache's float16: half the bytes
+            maps = translate(maps, shifts)  # in the cache's float16: half the bytes
         return np.asarray(maps, dtype=np.float32)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
@@ -426,12 +426,11 @@ class ImageSource:
         self.images = images
         self.pixels_per_cell = int(pixels_per_cell)  # a shift of one map cell, in pixels
 
-    def batch(self, rows: np.ndarray, variants: np.ndarray, shifts: np.ndarray | None = None,
-              max_shift: int = 0) -> np.ndarray:
+    def batch(self, rows: np.ndarray, variants: np.ndarray,
+              shifts: np.ndarray | None = None) -> np.ndarray:
         images = flip_images(self.images[rows], variants)
         if shifts is not None:  # the same translation, in the image's own pixels
-            images = translate(images, shifts * self.pixels_per_cell,
-                               max_shift * self.pixels_per_cell)
+            images = translate(images, shifts * self.pixels_per_cell)
         return images.astype(np.float32)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
@@ -502,7 +501,7 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
         for begin in range(0, len(order), per_call):
             chosen = slice(begin, begin + per_call)
             x = source.batch(train_rows[order[chosen]], variants[chosen],
-                             None if shifts is None else shifts[chosen], max_shift)
+                             None if shifts is None else shifts[chosen])
             loss, correct = train_steps(tf.constant(x), tf.constant(y_train[order[chosen]]))
             loss_sum += float(loss)
             correct_sum += int(correct)
@@ -554,6 +553,7 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     spec = config.spec()
     cut = cut_layer(spec)
     num_variants = len(flip_variants(spec))
+    max_shift = spec.feature_shift if cut else 0  # shifts are for the maps at a cut only
     model = build_model(spec, num_outputs, backbone_weights=config.backbone_weights,
                         seed=config.seed)
     steps = int(np.ceil(len(split.train_idx) / config.batch_size))
@@ -572,24 +572,26 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
         details["feature_cache"] = {"path": str(cache.path), "reused": not cache.built,
                                     "seconds": round(cache.seconds, 3)}
     else:
-        map_size = feature_extractor(model, cut).output.shape[1]
-        source = ImageSource(dataset.x_train, dataset.x_train.shape[1] // map_size)
+        pixels_per_cell = 1
+        if max_shift:  # one cell of the cut's map, in pixels of the stored images
+            map_size = base_layer(model).get_layer(cut).output.shape[1]
+            pixels_per_cell = dataset.x_train.shape[1] // map_size
+        source = ImageSource(dataset.x_train, pixels_per_cell)
         step_model = trunk_model(model)
     data = {"source": source, "train_rows": split.train_idx, "y_train": y_all[split.train_idx],
             "val_rows": split.val_idx, "y_val": y_all[split.val_idx], "seed": config.seed,
             "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose,
-            "max_shift": spec.feature_shift if cut else 0}  # shifts are for cut maps only
+            "max_shift": max_shift}
 
     start = time.perf_counter()
     if spec.head_warmup_epochs and not spec.freeze_backbone:
-        if log:
-            log(f"head warm-up: {spec.head_warmup_epochs} epoch(s), the base frozen")
+        say = log or (lambda _line: None)
+        say(f"head warm-up: {spec.head_warmup_epochs} epoch(s), the base frozen")
         details["head_warmup"] = warm = _warm_up_head(model, step_model, spec, data)
-        if log:
-            val = warm.get("val_accuracy")
-            log(f"head warm-up done in {warm['seconds']:.0f} s"
-                + (f", val_acc {val:.4f}" if val is not None else "")
-                + f"; now fine-tuning the base above {cut}")
+        val = warm.get("val_accuracy")
+        say(f"head warm-up done in {warm['seconds']:.0f} s"
+            + (f", val_acc {val:.4f}" if val is not None else "")
+            + f"; now fine-tuning the base above {cut}")
     recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)
     callbacks = [recorder]
     if config.patience > 0:

@@ -106,14 +106,14 @@ def test_two_variant_sampler_draws_only_identity_and_mirror():
 def test_translate_moves_each_map_by_its_own_shift_and_fills_zeros():
     maps = np.arange(2 * 4 * 4 * 3, dtype="float16").reshape(2, 4, 4, 3) + 1
     shifts = np.array([[1, 0], [-1, 1]])  # first: one cell down; second: up and right
-    out = translate(maps, shifts, 1)
+    out = translate(maps, shifts)
     assert out.dtype == maps.dtype and out.shape == maps.shape
     np.testing.assert_array_equal(out[0, 1:], maps[0, :-1])
     assert not out[0, 0].any()
     np.testing.assert_array_equal(out[1, :-1, 1:], maps[1, 1:, :-1])
     assert not out[1, -1].any() and not out[1, :, 0].any()
-    np.testing.assert_array_equal(translate(maps, np.zeros((2, 2), int), 1), maps)
-    assert translate(maps, shifts, 0) is maps
+    np.testing.assert_array_equal(translate(maps, np.array([[0, 0], [0, 1]]))[0], maps[0])
+    assert translate(maps, np.zeros((2, 2), int)) is maps  # nothing moves: no copy
 
 
 def test_shifts_are_seeded_uniform_and_leave_order_and_flips_alone():
@@ -129,14 +129,14 @@ def test_shifts_are_seeded_uniform_and_leave_order_and_flips_alone():
 def test_both_sources_apply_the_shift_images_in_pixels_per_cell():
     images = np.random.default_rng(5).integers(0, 256, (3, 32, 32, 3)).astype("uint8")
     rows, variants, shifts = np.array([2, 0]), np.array([0, 1]), np.array([[0, 1], [1, 0]])
-    shifted = ImageSource(images, pixels_per_cell=4).batch(rows, variants, shifts, 1)
+    shifted = ImageSource(images, pixels_per_cell=4).batch(rows, variants, shifts)
     np.testing.assert_array_equal(shifted[0, :, 4:], images[2, :, :-4])  # 4 px right
     np.testing.assert_array_equal(shifted[1, 4:], images[0, :-4, ::-1])  # mirrored, 4 px down
     assert not shifted[0, :, :4].any() and shifted.dtype == np.float32
 
     class Cache:  # the one attribute CachedSource reads: maps by (variant, row)
         train = np.random.default_rng(6).normal(size=(2, 3, 8, 8, 4)).astype("float16")
-    maps = CachedSource(Cache()).batch(rows, variants, shifts, 1)
+    maps = CachedSource(Cache()).batch(rows, variants, shifts)
     np.testing.assert_array_equal(maps[1, 1:], Cache.train[1, 0, :-1].astype("float32"))
     np.testing.assert_array_equal(CachedSource(Cache()).batch(rows, variants),
                                   Cache.train[variants, rows].astype("float32"))
