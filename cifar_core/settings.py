@@ -17,6 +17,8 @@ ENV_KERAS_HOME = "KERAS_HOME"  # Keras's own cache root (datasets/ lives below i
 # Model 7's cached trials: "float32" or "mixed_bfloat16" (default: bfloat16 where the CPU has
 # native bfloat16 matrix units, see cifar_core.search.trials.head_precision)
 ENV_HEAD_PRECISION = "CIFAR_CORE_HEAD_PRECISION"
+# Model 8's fine-tuned upper base: the same choice (cifar_core.models.builder.finetune_precision)
+ENV_FINETUNE_PRECISION = "CIFAR_CORE_FINETUNE_PRECISION"
 
 
 def artifacts_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -12,8 +12,10 @@ import keras
 import tensorflow as tf
 
 from cifar_core.errors import ConfigError
-from cifar_core.models.backbone import make_backbone
+from cifar_core.models.backbone import fold_batch_norm_above, make_backbone
+from cifar_core.models.precision import fast_precision
 from cifar_core.models.specs import ModelSpec
+from cifar_core.settings import ENV_FINETUNE_PRECISION
 
 INPUT_SHAPE = (32, 32, 3)
 
@@ -39,6 +41,8 @@ def build_model(spec: ModelSpec, num_classes: int, *, backbone_weights: str | No
                                       interpolation="bilinear", name="upsample")(x)
         base = make_backbone(spec.backbone, input_size=spec.input_size,
                              weights=backbone_weights, alpha=spec.backbone_alpha)
+        if spec.fold_batch_norm and spec.frozen_through is not None:
+            base = fold_batch_norm_above(base, spec.frozen_through, dtype=finetune_precision())
         base.trainable = not spec.freeze_backbone
         if spec.frozen_through is not None:
             freeze_through(base, spec.frozen_through)
@@ -48,6 +52,13 @@ def build_model(spec: ModelSpec, num_classes: int, *, backbone_weights: str | No
         x = base(x, training=False)
     outputs = add_head(x, spec, num_classes, seed=seed)
     return keras.Model(inputs, outputs, name=f"model_{spec.number}")
+
+
+def finetune_precision() -> str:
+    """The precision of a folded upper base (``ModelSpec.fold_batch_norm``): mixed bfloat16
+    on a CPU with bfloat16 matrix units and no GPU, else float32;
+    ``CIFAR_CORE_FINETUNE_PRECISION`` overrides it. Weights and optimizer stay float32."""
+    return fast_precision(ENV_FINETUNE_PRECISION)
 
 
 def keep_batch_norm_in_inference_mode(base: keras.Model) -> None:

@@ -18,12 +18,9 @@ early stopping), at the epoch early stopping keeps (lowest validation loss) in s
 from __future__ import annotations
 
 import gc
-import os
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -44,6 +41,7 @@ from cifar_core.models.builder import (
     distribution_scope,
     make_optimizer,
 )
+from cifar_core.models.precision import fast_precision
 from cifar_core.search.space import apply_values
 from cifar_core.settings import ENV_HEAD_PRECISION
 from cifar_core.training.seeding import set_global_seed
@@ -168,36 +166,16 @@ class TrialRunner:
 
 
 def head_precision() -> str:
-    """The precision of the cached trials' hidden layers: ``mixed_bfloat16`` on a CPU with
-    native bfloat16 matrix units (Intel AMX or AVX512-BF16) and no GPU, else ``float32``;
-    ``CIFAR_CORE_HEAD_PRECISION`` overrides it.
+    """The precision of the cached trials' hidden layers (``cifar_core.models.precision``):
+    ``mixed_bfloat16`` on a CPU with native bfloat16 matrix units and no GPU, else
+    ``float32``; ``CIFAR_CORE_HEAD_PRECISION`` overrides it.
 
     The trials are dense layers on cached features, bound by matrix products: on the 2-core
     Xeon of BENCHMARKS.md bfloat16 trains them about twice as fast (1024-512-256 heads:
     14.0k against 6.9k samples/s). Weights, optimizer and softmax stay float32; the trials'
     scores move by noise-level amounts, and the final model is trained in float32.
     """
-    chosen = os.environ.get(ENV_HEAD_PRECISION)
-    if chosen:
-        if chosen not in ("float32", "mixed_bfloat16"):
-            raise ConfigError(f"{ENV_HEAD_PRECISION}={chosen!r}: use float32 or "
-                              "mixed_bfloat16")
-        return chosen
-    return "mixed_bfloat16" if _cpu_has_bfloat16() and not _gpu_visible() else "float32"
-
-
-def _cpu_has_bfloat16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="replace")
-    except OSError:
-        return False
-    return bool(re.search(r"\b(amx_bf16|avx512_bf16)\b", flags))
-
-
-def _gpu_visible() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_logical_devices("GPU"))
+    return fast_precision(ENV_HEAD_PRECISION)
 
 
 def fold_seed(seed: int, fold: int) -> int:
