@@ -33,6 +33,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,10 +44,11 @@ import tensorflow as tf
 
 from cifar_core import settings
 from cifar_core.data.dataset import Dataset, Split
-from cifar_core.errors import DataError
+from cifar_core.errors import ConfigError, DataError
 from cifar_core.models.backbone import weights_identity
 from cifar_core.models.builder import (
     build_model,
+    finetune_precision,
     freeze_through,
     keep_batch_norm_in_inference_mode,
     make_optimizer,
@@ -402,7 +404,8 @@ def _write_features(extractor: keras.Model, dataset: Dataset, folder: Path, vari
 # --- training on features ------------------------------------------------------------------
 
 class CachedSource:
-    """Training inputs read from the cache: base features of the drawn flip variants."""
+    """Training inputs read from the cache: base features of the drawn flip variants, in the
+    cache's dtype (float16: half the bytes to move; the training graph casts)."""
 
     def __init__(self, cache: FeatureCache):
         self.cache = cache
@@ -410,12 +413,10 @@ class CachedSource:
     def batch(self, rows: np.ndarray, variants: np.ndarray,
               shifts: np.ndarray | None = None) -> np.ndarray:
         maps = self.cache.train[variants, rows]
-        if shifts is not None:
-            maps = translate(maps, shifts)  # in the cache's float16: half the bytes
-        return np.asarray(maps, dtype=np.float32)
+        return maps if shifts is None else translate(maps, shifts)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
-        return np.asarray(self.cache.train[0, rows], dtype=np.float32)
+        return np.asarray(self.cache.train[0, rows])
 
 
 class ImageSource:
@@ -431,10 +432,10 @@ class ImageSource:
         images = flip_images(self.images[rows], variants)
         if shifts is not None:  # the same translation, in the image's own pixels
             images = translate(images, shifts * self.pixels_per_cell)
-        return images.astype(np.float32)
+        return images
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
-        return self.images[rows].astype(np.float32)
+        return self.images[rows]
 
 
 def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
@@ -444,7 +445,8 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
                  callback_model: keras.Model | None = None, verbose: int = 0,
                  steps_per_call: int = STEPS_PER_CALL,
                  validate_each_epoch: bool = True,
-                 num_variants: int = len(FLIP_VARIANTS), max_shift: int = 0) -> None:
+                 num_variants: int = len(FLIP_VARIANTS), max_shift: int = 0,
+                 label_smoothing: float = 0.0) -> None:
     """Train ``step_model`` on ``source`` with one seeded flip variant per image per epoch.
 
     The loop does what ``Model.fit`` does for ``train()``: sparse categorical cross-entropy,
@@ -458,22 +460,26 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
     last epoch only (nothing else needs it without early stopping). ``num_variants`` is how
     many flip variants the draws choose from (the first of ``FLIP_VARIANTS``); with
     ``max_shift`` each training input is also translated by a seeded random shift of up to
-    that many cells (``translate``).
+    that many cells (``translate``). ``label_smoothing`` softens the training targets; the
+    validation loss is always against the plain labels, comparable across recipes.
     """
     callback_model = callback_model or step_model
     variables = step_model.trainable_variables
     optimizer.build(variables)
     loss_fn = keras.losses.SparseCategoricalCrossentropy()
+    train_loss_fn = _smoothed_loss(label_smoothing, step_model.output_shape[-1]) \
+        if label_smoothing else loss_fn
 
     @tf.function(reduce_retracing=True)
     def train_steps(x, y):
         steps = (tf.shape(x)[0] + batch_size - 1) // batch_size
         loss_sum, correct = tf.constant(0.0), tf.constant(0)
         for i in tf.range(steps):
-            xb, yb = x[i * batch_size:(i + 1) * batch_size], y[i * batch_size:(i + 1) * batch_size]
+            xb = tf.cast(x[i * batch_size:(i + 1) * batch_size], tf.float32)
+            yb = y[i * batch_size:(i + 1) * batch_size]
             with tf.GradientTape() as tape:
                 probs = step_model(xb, training=True)
-                loss = loss_fn(yb, probs)
+                loss = train_loss_fn(yb, probs)
             optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
             loss_sum += loss * tf.cast(tf.shape(xb)[0], tf.float32)
             correct += _correct(probs, yb)
@@ -481,7 +487,7 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
 
     @tf.function(reduce_retracing=True)
     def eval_step(x, y):
-        probs = step_model(x, training=False)
+        probs = step_model(tf.cast(x, tf.float32), training=False)
         return loss_fn(y, probs), _correct(probs, y)
 
     sampler = FlipSampler(len(train_rows), seed, num_variants)
@@ -493,28 +499,52 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
         epochs=epochs, steps=steps)
     callback_model.stop_training = False
     callback_list.on_train_begin()
-    for epoch in range(epochs):
-        callback_list.on_epoch_begin(epoch)
-        order, variants = sampler.epoch(epoch)
-        shifts = sampler.shifts(epoch, max_shift) if max_shift > 0 else None
-        loss_sum, correct_sum = 0.0, 0
-        for begin in range(0, len(order), per_call):
-            chosen = slice(begin, begin + per_call)
-            x = source.batch(train_rows[order[chosen]], variants[chosen],
-                             None if shifts is None else shifts[chosen])
-            loss, correct = train_steps(tf.constant(x), tf.constant(y_train[order[chosen]]))
-            loss_sum += float(loss)
-            correct_sum += int(correct)
-            last_step = min(steps, (begin + per_call) // batch_size) - 1
-            callback_list.on_train_batch_end(
-                last_step, {"loss": loss_sum / min(len(order), begin + per_call)})
-        logs = {"loss": loss_sum / len(train_rows), "accuracy": correct_sum / len(train_rows)}
-        if val_inputs is not None and (validate_each_epoch or epoch == epochs - 1):
-            logs.update(_evaluate(eval_step, val_inputs, y_val, max(batch_size, EVAL_BATCH)))
-        callback_list.on_epoch_end(epoch, logs)
-        if callback_model.stop_training:
-            break
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-inputs") as prefetcher:
+        for epoch in range(epochs):
+            callback_list.on_epoch_begin(epoch)
+            order, variants = sampler.epoch(epoch)
+            shifts = sampler.shifts(epoch, max_shift) if max_shift > 0 else None
+            loss_sum, correct_sum = 0.0, 0
+
+            def inputs(begin: int, order=order, variants=variants, shifts=shifts):
+                chosen = slice(begin, begin + per_call)
+                return source.batch(train_rows[order[chosen]], variants[chosen],
+                                    None if shifts is None else shifts[chosen])
+
+            # The next chunk is gathered (and shifted) by a helper thread while the graph trains
+            # on this one: NumPy and TensorFlow both release the GIL for the bulk of their work.
+            begins = range(0, len(order), per_call)
+            upcoming = prefetcher.submit(inputs, begins[0])
+            for begin in begins:
+                x = upcoming.result()
+                if begin + per_call < len(order):
+                    upcoming = prefetcher.submit(inputs, begin + per_call)
+                labels = y_train[order[begin:begin + per_call]]
+                loss, correct = train_steps(tf.constant(x), tf.constant(labels))
+                loss_sum += float(loss)
+                correct_sum += int(correct)
+                last_step = min(steps, (begin + per_call) // batch_size) - 1
+                callback_list.on_train_batch_end(
+                    last_step, {"loss": loss_sum / min(len(order), begin + per_call)})
+            logs = {"loss": loss_sum / len(train_rows), "accuracy": correct_sum / len(train_rows)}
+            if val_inputs is not None and (validate_each_epoch or epoch == epochs - 1):
+                logs.update(_evaluate(eval_step, val_inputs, y_val, max(batch_size, EVAL_BATCH)))
+            callback_list.on_epoch_end(epoch, logs)
+            if callback_model.stop_training:
+                break
     callback_list.on_train_end()
+
+
+def _smoothed_loss(label_smoothing: float, num_classes: int):
+    """Cross-entropy of integer labels against label-smoothed one-hot targets."""
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ConfigError(f"label smoothing must be in [0, 1), got {label_smoothing}")
+    smoothed = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+
+    def loss(y, probs):
+        return smoothed(tf.one_hot(tf.cast(y, tf.int32), num_classes), probs)
+
+    return loss
 
 
 def _correct(probs, y):
@@ -564,6 +594,8 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     model.compile(optimizer=make_optimizer(config.optimizer, learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     details: dict = {"feature_cache": None}
+    if spec.fold_batch_norm:  # the machine chooses it: part of what the result depends on
+        details["finetune_precision"] = finetune_precision()
     if config.feature_cache:
         cache = load_or_build_features(feature_extractor(model, cut), spec, dataset,
                                        weights=config.backbone_weights,
@@ -581,7 +613,7 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     data = {"source": source, "train_rows": split.train_idx, "y_train": y_all[split.train_idx],
             "val_rows": split.val_idx, "y_val": y_all[split.val_idx], "seed": config.seed,
             "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose,
-            "max_shift": max_shift}
+            "max_shift": max_shift, "label_smoothing": spec.label_smoothing}
 
     start = time.perf_counter()
     if spec.head_warmup_epochs and not spec.freeze_backbone:

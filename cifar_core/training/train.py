@@ -10,6 +10,7 @@ import keras
 import numpy as np
 
 from cifar_core.data.dataset import Dataset, Split, stratified_split
+from cifar_core.errors import ConfigError
 from cifar_core.features import train_on_features, uses_frozen_features
 from cifar_core.models.builder import build_model, compile_model, distribution_scope
 from cifar_core.training.config import TrainConfig, validate_config
@@ -102,6 +103,9 @@ def train(config: TrainConfig, dataset: Dataset, *,
                                  on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
                                  verbose=verbose, log=log)
 
+    if config.spec().label_smoothing:  # only the features loop smooths targets
+        raise ConfigError("label smoothing applies to training on cached features (a base "
+                          "frozen through a layer) only")
     warm = None
     if config.warm_start:
         # Phase 1: the head alone, on cached frozen-base features (seconds per epoch).
