@@ -36,6 +36,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import keras
@@ -499,33 +500,21 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
         epochs=epochs, steps=steps)
     callback_model.stop_training = False
     callback_list.on_train_begin()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-inputs") as prefetcher:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="next-inputs") as pool:
         for epoch in range(epochs):
             callback_list.on_epoch_begin(epoch)
             order, variants = sampler.epoch(epoch)
             shifts = sampler.shifts(epoch, max_shift) if max_shift > 0 else None
+            chunks = [slice(begin, begin + per_call) for begin in range(0, len(order), per_call)]
             loss_sum, correct_sum = 0.0, 0
-
-            def inputs(begin: int, order=order, variants=variants, shifts=shifts):
-                chosen = slice(begin, begin + per_call)
-                return source.batch(train_rows[order[chosen]], variants[chosen],
-                                    None if shifts is None else shifts[chosen])
-
-            # The next chunk is gathered (and shifted) by a helper thread while the graph trains
-            # on this one: NumPy and TensorFlow both release the GIL for the bulk of their work.
-            begins = range(0, len(order), per_call)
-            upcoming = prefetcher.submit(inputs, begins[0])
-            for begin in begins:
-                x = upcoming.result()
-                if begin + per_call < len(order):
-                    upcoming = prefetcher.submit(inputs, begin + per_call)
-                labels = y_train[order[begin:begin + per_call]]
-                loss, correct = train_steps(tf.constant(x), tf.constant(labels))
+            make = partial(_chunk_inputs, source, train_rows[order], variants, shifts)
+            for chunk, x in _prefetched(pool, chunks, make):
+                loss, correct = train_steps(tf.constant(x), tf.constant(y_train[order[chunk]]))
                 loss_sum += float(loss)
                 correct_sum += int(correct)
-                last_step = min(steps, (begin + per_call) // batch_size) - 1
-                callback_list.on_train_batch_end(
-                    last_step, {"loss": loss_sum / min(len(order), begin + per_call)})
+                done = min(len(order), chunk.stop)
+                callback_list.on_train_batch_end(min(steps, chunk.stop // batch_size) - 1,
+                                                 {"loss": loss_sum / done})
             logs = {"loss": loss_sum / len(train_rows), "accuracy": correct_sum / len(train_rows)}
             if val_inputs is not None and (validate_each_epoch or epoch == epochs - 1):
                 logs.update(_evaluate(eval_step, val_inputs, y_val, max(batch_size, EVAL_BATCH)))
@@ -533,6 +522,24 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
             if callback_model.stop_training:
                 break
     callback_list.on_train_end()
+
+
+def _chunk_inputs(source, rows: np.ndarray, variants: np.ndarray, shifts: np.ndarray | None,
+                  chunk: slice) -> np.ndarray:
+    """The training inputs of positions ``chunk`` of an epoch's draw."""
+    return source.batch(rows[chunk], variants[chunk], None if shifts is None else shifts[chunk])
+
+
+def _prefetched(pool: ThreadPoolExecutor, chunks: list, make: Callable):
+    """``(chunk, make(chunk))`` for each chunk in order, each next one made in ``pool`` while
+    the caller works on the current one: the NumPy gathering and shifting of training inputs
+    overlaps the graph's training step (both release the GIL for the bulk of their work)."""
+    upcoming = pool.submit(make, chunks[0]) if chunks else None
+    for i, chunk in enumerate(chunks):
+        current = upcoming.result()
+        if i + 1 < len(chunks):
+            upcoming = pool.submit(make, chunks[i + 1])
+        yield chunk, current
 
 
 def _smoothed_loss(label_smoothing: float, num_classes: int):
