@@ -1,0 +1,123 @@
+"""Folding batch norm into the fine-tuned part of a base (model 8's fast upper base), its
+precision, and label smoothing in the features loop."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import keras
+import numpy as np
+import pytest
+
+from cifar_core.errors import ConfigError
+from cifar_core.features import _smoothed_loss
+from cifar_core.models.backbone import fold_batch_norm_above
+from cifar_core.models.builder import build_model, finetune_precision
+from cifar_core.models.specs import get_spec
+from cifar_core.training.config import make_config
+
+CASES = {  # backbone: (application, cut)
+    "mobilenet_v1": (keras.applications.MobileNet, "conv_pw_6_relu"),
+    "mobilenet_v2": (keras.applications.MobileNetV2, "block_12_add"),
+}
+
+
+def _base_with_real_batch_norm(application) -> keras.Model:
+    """A small random base whose batch norms really transform (scale != 1, mean != 0), so a
+    wrong fold shows; the shared weights' batch norms are almost identities."""
+    base = application(input_shape=(64, 64, 3), include_top=False, weights=None)
+    rng = np.random.default_rng(0)
+    for layer in base.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([rng.uniform(0.5, 2.0, gamma.shape), rng.normal(size=beta.shape),
+                               rng.normal(scale=0.1, size=mean.shape),
+                               rng.uniform(0.5, 2.0, variance.shape)])
+    return base
+
+
+@pytest.mark.parametrize("backbone", sorted(CASES))
+def test_folding_keeps_the_function_and_rebuilds_only_above_the_cut(backbone):
+    application, cut = CASES[backbone]
+    base = _base_with_real_batch_norm(application)
+    folded = fold_batch_norm_above(base, cut)
+    x = np.random.default_rng(1).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(base(x, training=False))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(folded(x, training=False)), expected,
+                               rtol=1e-4, atol=1e-4)
+
+    names = [layer.name for layer in folded.layers]
+    below, above = folded.layers[:names.index(cut) + 1], folded.layers[names.index(cut) + 1:]
+    assert folded.name == base.name
+    assert [layer.name for layer in below[1:]] == [  # after the input: the same layers
+        layer.name for layer in base.layers[1:len(below)]]
+    assert any(isinstance(layer, keras.layers.BatchNormalization) for layer in below)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in above)
+    pointwise = [layer for layer in above if isinstance(layer, keras.layers.Dense)]
+    assert pointwise and all(layer.use_bias for layer in pointwise)
+    depthwise = [layer for layer in above if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert depthwise and all(layer.use_bias for layer in depthwise)
+    assert not any(type(layer) is keras.layers.Conv2D for layer in above)
+
+
+def test_folded_layers_compute_in_the_chosen_precision_with_float32_weights():
+    application, cut = CASES["mobilenet_v1"]
+    base = _base_with_real_batch_norm(application)
+    folded = fold_batch_norm_above(base, cut, dtype="mixed_bfloat16")
+    layer = folded.get_layer("conv_pw_13")
+    assert (layer.compute_dtype, layer.variable_dtype) == ("bfloat16", "float32")
+    assert folded.get_layer(cut).compute_dtype == "float32"  # the cached part: unchanged
+    x = np.random.default_rng(2).uniform(-1, 1, (2, 64, 64, 3)).astype("float32")
+    expected = keras.ops.convert_to_numpy(base(x, training=False))
+    got = keras.ops.convert_to_numpy(keras.ops.cast(folded(x, training=False), "float32"))
+    assert np.abs(got - expected).max() < 0.05 * np.abs(expected).max()  # bfloat16 rounding
+
+
+def test_folding_at_a_layer_the_base_lacks_is_a_clear_error():
+    base = keras.applications.MobileNet(input_shape=(32, 32, 3), include_top=False,
+                                        weights=None)
+    with pytest.raises(ConfigError, match="no layer 'block_99'"):
+        fold_batch_norm_above(base, "block_99")
+
+
+def test_model8_builds_its_upper_base_folded_in_the_machines_precision(monkeypatch):
+    monkeypatch.setenv("CIFAR_CORE_FINETUNE_PRECISION", "float32")
+    assert finetune_precision() == "float32"
+    spec = get_spec(8)
+    base = build_model(spec, 10, backbone_weights=None).get_layer(
+        f"mobilenet_1.00_{spec.input_size}")
+    assert isinstance(base.get_layer("conv_pw_7"), keras.layers.Dense)
+    assert base.get_layer("conv_pw_7").compute_dtype == "float32"
+    monkeypatch.setenv("CIFAR_CORE_FINETUNE_PRECISION", "mixed_bfloat16")
+    base = build_model(spec, 10, backbone_weights=None).get_layer(
+        f"mobilenet_1.00_{spec.input_size}")
+    assert base.get_layer("conv_pw_7").compute_dtype == "bfloat16"
+    unfolded = build_model(replace(spec, fold_batch_norm=False), 10, backbone_weights=None)
+    assert isinstance(unfolded.get_layer(f"mobilenet_1.00_{spec.input_size}")
+                      .get_layer("conv_pw_7"), keras.layers.Conv2D)
+    monkeypatch.setenv("CIFAR_CORE_FINETUNE_PRECISION", "half")
+    with pytest.raises(ConfigError, match="CIFAR_CORE_FINETUNE_PRECISION"):
+        finetune_precision()
+
+
+def test_smoothed_loss_is_cross_entropy_against_softened_targets():
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], dtype="float32")
+    labels = np.array([0, 1])
+    targets = 0.9 * np.eye(3)[labels] + 0.1 / 3
+    expected = -(targets * np.log(probs)).sum(axis=1).mean()
+    got = float(keras.ops.convert_to_numpy(_smoothed_loss(0.1, 3)(labels, probs)))
+    assert got == pytest.approx(expected, rel=1e-5)
+    plain = -np.log(probs[[0, 1], labels]).mean()
+    assert got != pytest.approx(plain, rel=1e-3)
+    with pytest.raises(ConfigError, match="label smoothing"):
+        _smoothed_loss(1.0, 3)
+
+
+def test_label_smoothing_outside_the_features_loop_is_refused(tiny_cifar100, monkeypatch):
+    from cifar_core.data import load_dataset
+    from cifar_core.models import specs
+    from cifar_core.training.train import train
+
+    monkeypatch.setitem(specs.SPECS, 2, replace(specs.MODEL_2, label_smoothing=0.1))
+    with pytest.raises(ConfigError, match="label smoothing applies to training on cached"):
+        train(make_config(2, profile="quick", epochs=1), load_dataset(tiny_cifar100))
