@@ -15,6 +15,8 @@ The numbers it prints are recorded in BENCHMARKS.md ("Model 8: what was tried");
 recipe lives in ``cifar_core.models.specs.MODEL_8``. Example::
 
     python benchmarks/model8_explore.py cost --weights-dir ../shared/weights
+    python benchmarks/model8_explore.py cost --fold --weights-dir ../shared/weights \
+        --recipes v1-128-pw6 v1-144-pw6 --batch 128 --repeats 10
     KERAS_BACKEND=jax python benchmarks/model8_explore.py accuracy \\
         --data ../shared/data/cifar10-images.tar.gz --weights-dir ../shared/weights
 """
@@ -41,6 +43,7 @@ RECIPES = {
     "v1-160-pw11": ("mobilenet_v1", 160, "conv_pw_11_relu"),
     "v1-128-pw9": ("mobilenet_v1", 128, "conv_pw_9_relu"),
     "v1-128-pw6": ("mobilenet_v1", 128, "conv_pw_6_relu"),
+    "v1-144-pw6": ("mobilenet_v1", 144, "conv_pw_6_relu"),
     "v2-128-b12": ("mobilenet_v2", 128, "block_12_add"),
     "v2-160-b12": ("mobilenet_v2", 160, "block_12_add"),
     "v2-128-b9": ("mobilenet_v2", 128, "block_9_add"),
@@ -51,11 +54,17 @@ APPLICATIONS = {"mobilenet_v1": keras.applications.MobileNet,
                 "mobilenet_v2": keras.applications.MobileNetV2}
 
 
-def split_base(recipe: str, weights_dir: Path) -> tuple[keras.Model, keras.Model]:
-    """(lower, upper): the pretrained base cut at the recipe's layer, batch norm frozen."""
+def split_base(recipe: str, weights_dir: Path,
+               fold_dtype: str | None = None) -> tuple[keras.Model, keras.Model]:
+    """(lower, upper): the pretrained base cut at the recipe's layer, batch norm frozen;
+    with ``fold_dtype`` the upper part folded as model 8 builds it, in that precision."""
+    from cifar_core.models.backbone import fold_batch_norm_above
+
     backbone, size, cut = RECIPES[recipe]
     base = APPLICATIONS[backbone](input_shape=(size, size, 3), include_top=False,
                                   weights=str(weights_dir / WEIGHT_FILES[backbone]))
+    if fold_dtype:
+        base = fold_batch_norm_above(base, cut, dtype=fold_dtype)
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False  # folded batch norm: inference mode, always
@@ -87,10 +96,12 @@ def cost(args) -> None:
     images = rng.integers(0, 256, size=(args.batch, 32, 32, 3)).astype("float32")
     labels = rng.integers(0, 10, size=args.batch)
     for policy in args.policies:
-        keras.mixed_precision.set_global_policy(policy)
+        # --fold: the policy applies to the folded upper part only (as in model 8)
+        keras.mixed_precision.set_global_policy("float32" if args.fold else policy)
         for recipe in (entry.partition("@")[0] for entry in args.recipes):
             keras.utils.clear_session()
-            lower, upper = split_base(recipe, args.weights_dir)
+            lower, upper = split_base(recipe, args.weights_dir,
+                                      fold_dtype=policy if args.fold else None)
             extractor = lower_with_preprocessing(lower, RECIPES[recipe][1])
             extractor.predict(images, verbose=0)  # warm-up (graph building)
             start = time.perf_counter()
@@ -105,7 +116,7 @@ def cost(args) -> None:
             for _ in range(args.repeats):
                 model.train_on_batch(features, labels)
             step = args.batch * args.repeats / (time.perf_counter() - start)
-            print(json.dumps({"recipe": recipe, "policy": policy,
+            print(json.dumps({"recipe": recipe, "policy": policy, "fold": args.fold,
                               "feature_shape": list(features.shape[1:]),
                               "extract_img_s": round(extract, 1),
                               "train_img_s": round(step, 1)}), flush=True)
@@ -196,6 +207,9 @@ def main(argv=None) -> int:
                         help=f"of {', '.join(RECIPES)}; accuracy: NAME@RATE sets the "
                              "fine-tuning learning rate")
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
+    parser.add_argument("--fold", action="store_true",
+                        help="cost: fold batch norm above the cut, 1x1 convolutions as Dense "
+                             "(cifar_core.models.backbone.fold_batch_norm_above)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="cost: timed batches")
     parser.add_argument("--epochs", type=int, default=6)
