@@ -16,7 +16,7 @@ if not records:
     st.markdown(
         "This dashboard trains and compares the seven CIFAR-100 classifiers of the report, "
         "from a one-layer CNN (model 1) to a tuned MobileNet (model 7), and model 8 beyond "
-        "them (MobileNet at 128 px, partly fine-tuned), and explains where "
+        "them (MobileNet at 144 px, partly fine-tuned), and explains where "
         "each one fails. Every number comes from a run folder under "
         f"`{_ui.artifacts()}`, with the configuration, data and code version behind it.\n\n"
         "There are no runs yet. The quickest start trains models 1 to 5 with the `quick` "
