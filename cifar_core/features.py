@@ -126,7 +126,8 @@ def translate(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 
     On the cached block-6 maps of model 8 one cell is 16 px of the 144-px input, about 3.6 px
     of the 32-px image: close to the standard CIFAR random-crop augmentation (4 px of
-    padding), applied where the cache makes it free. Zero is what a ReLU map holds where nothing fires.
+    padding), applied where the cache makes it free. Zero is what a ReLU map holds where
+    nothing fires.
     """
     s = int(np.abs(shifts).max(initial=0))
     if s == 0:
