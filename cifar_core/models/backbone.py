@@ -68,6 +68,7 @@ def make_backbone(name: str, *, input_size: int, weights: str | None,
         raise BackboneWeightsError(f"could not load backbone weights {resolved} into {name}: "
                                    f"{type(exc).__name__}: {exc}") from None
 
+
 CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)  # what a batch norm folds into
 
 
