@@ -49,7 +49,6 @@ from cifar_core.errors import ConfigError, DataError
 from cifar_core.models.backbone import weights_identity
 from cifar_core.models.builder import (
     build_model,
-    finetune_precision,
     freeze_through,
     keep_batch_norm_in_inference_mode,
     make_optimizer,
@@ -602,8 +601,8 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     model.compile(optimizer=make_optimizer(config.optimizer, learning_rate),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     details: dict = {"feature_cache": None}
-    if spec.fold_batch_norm:  # the machine chooses it: part of what the result depends on
-        details["finetune_precision"] = finetune_precision()
+    if spec.fold_batch_norm:  # the machine chose it: read back what the blocks were built in
+        details["finetune_precision"] = base_layer(model).layers[-1].dtype_policy.name
     if config.feature_cache:
         cache = load_or_build_features(feature_extractor(model, cut), spec, dataset,
                                        weights=config.backbone_weights,

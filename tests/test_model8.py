@@ -189,6 +189,8 @@ def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
     assert "conv_pw_6_relu" in Path(training["feature_cache"]["path"]).name
     assert training["epochs_run"] == 2
     model = load_model_safely(run / "model.keras")
+    top_block = base_layer(model.get_layer("model_8")).get_layer("conv_pw_13")
+    assert training["finetune_precision"] == top_block.dtype_policy.name
     assert model.input_shape[1:] == (32, 32, 3)
     assert {"mirror_image", "model_8", "mean_of_both"} <= {layer.name for layer in model.layers}
     probabilities = model.predict(dataset.x_test[:8].astype("float32"), verbose=0)
