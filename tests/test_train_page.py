@@ -105,7 +105,8 @@ def test_launch_watch_and_stop_a_job(artifacts, tiny_cifar100):
 
     app.button(key=f"stop-{run_id}").click().run()
     assert not app.exception
-    assert read_json(run_file)["status"] == "stopped"
+    record = read_json(run_file)
+    assert record["status"] == "stopped", record  # the error says why if not
     assert any("SIGTERM" in text for text in texts(app.warning))
     assert "Queue (0 active)" in texts(app.subheader)
     with pytest.raises(ProcessLookupError):

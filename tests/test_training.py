@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import pytest
 from cifar_core.data import load_dataset
 from cifar_core.errors import ConfigError
 from cifar_core.runs.store import load_run, read_history
+from cifar_core.training import pipeline
 from cifar_core.training.config import make_config
 from cifar_core.training.evaluate import evaluate, top_k_accuracy
 from cifar_core.training.pipeline import execute_run
@@ -125,3 +128,60 @@ def test_learning_rate_follows_what_trains():
     assert make_config(6).learning_rate == 1e-4  # fine-tuning the pretrained base
     assert make_config(6, freeze_base=True).learning_rate == 1e-3  # only the head trains
     assert make_config(6, freeze_base=True, learning_rate=5e-4).learning_rate == 5e-4
+
+
+class _SignalsItselfWhenDeleted:
+    """SIGTERM raised inside a finalizer, as it can be inside TensorFlow's: Python only prints
+    the handler's exception there ("Exception ignored in ..."), and the code goes on."""
+
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # expected
+def test_a_stop_whose_exception_got_lost_ends_the_run_at_the_next_step(tmp_path, tiny,
+                                                                       monkeypatch):
+    steps = []
+
+    def training_that_loses_the_signal(config, dataset, *, on_batch, **_):
+        _SignalsItselfWhenDeleted()  # deleted at once: the stop's exception is swallowed
+        steps.append(1)
+        on_batch(1, 10)
+        steps.append(2)  # not reached
+        raise AssertionError("training went on after the stop")
+
+    monkeypatch.setattr(pipeline, "train", training_that_loses_the_signal)
+    with pytest.raises(pipeline.RunStopped):
+        execute_run(make_config(1, profile="quick", epochs=1), dataset=tiny,
+                    artifacts=str(tmp_path), log=lambda _: None)
+    assert steps == [1]
+    [run] = (tmp_path / "runs").iterdir()
+    record = load_run(run)
+    assert record.status == "stopped" and "SIGTERM" in record.run["error"]
+
+
+def test_a_stop_wrapped_in_another_error_is_still_recorded_as_stopped(tmp_path, tiny,
+                                                                      monkeypatch):
+    def training_that_wraps_the_stop(config, dataset, **_):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except pipeline.RunStopped as exc:  # as a library converting errors would
+            raise RuntimeError("iterator failed") from exc
+
+    monkeypatch.setattr(pipeline, "train", training_that_wraps_the_stop)
+    with pytest.raises(RuntimeError):
+        execute_run(make_config(1, profile="quick", epochs=1), dataset=tiny,
+                    artifacts=str(tmp_path), log=lambda _: None)
+    [run] = (tmp_path / "runs").iterdir()
+    record = load_run(run)
+    assert record.status == "stopped"
+    assert "SIGTERM" in record.run["error"] and "RuntimeError: iterator failed" in \
+        record.run["error"]
+    # The next run starts with no stop pending, and its failures are failures again.
+    monkeypatch.setattr(pipeline, "train", lambda *a, **k: (_ for _ in ()).throw(
+        RuntimeError("a real failure")))
+    with pytest.raises(RuntimeError):
+        execute_run(make_config(1, profile="quick", epochs=1), dataset=tiny,
+                    artifacts=str(tmp_path / "second"), log=lambda _: None)
+    [second] = (tmp_path / "second" / "runs").iterdir()
+    assert load_run(second).status == "failed"

@@ -36,8 +36,22 @@ class RunStopped(Exception):
     """The user asked the run to stop (SIGTERM from the app's Stop button, or Ctrl-C)."""
 
 
+# Set by SIGTERM, and kept: the handler's exception is raised wherever the main thread happens
+# to be, and can be lost there (inside a finalizer, which Python only prints) or turned into
+# another error by library code. The flag makes the next progress callback stop the run, and
+# makes whatever error ends it count as the user's stop.
+_stop_requested = threading.Event()
+
+
 def _raise_stopped(signum, frame):
+    _stop_requested.set()
     raise RunStopped(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def _stop_if_requested() -> None:
+    """Raise ``RunStopped`` at a safe point if a SIGTERM arrived whose exception got lost."""
+    if _stop_requested.is_set():
+        raise RunStopped("stopped by signal SIGTERM")
 
 
 def _record_end(writer: RunWriter, status: str, error: str) -> None:
@@ -78,6 +92,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
     validate_config(config)
     writer = writer or RunWriter.create(artifacts, run_prefix(config), status="running")
     in_main_thread = threading.current_thread() is threading.main_thread()
+    _stop_requested.clear()  # before the handler: a SIGTERM from now on is kept
     previous_handler = signal.signal(signal.SIGTERM, _raise_stopped) if in_main_thread else None
     writer.set_status("running")
     writer.start_heartbeat()
@@ -100,6 +115,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
         started = time.perf_counter()
 
         def on_epoch(row: dict, epochs: int) -> None:
+            _stop_if_requested()
             history.append(row)
             writer.write_history(history)
             elapsed = time.perf_counter() - started
@@ -113,10 +129,12 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
                 f"val_acc {row.get('val_accuracy', float('nan')):.4f} ({row['seconds']:.1f}s)")
 
         def on_batch(step: int, steps: int) -> None:
+            _stop_if_requested()
             writer.set_progress(phase="training", step=step, steps=steps,
                                 epoch=len(history) + 1, epochs=config.epochs)
 
         def on_features(done: int, total: int) -> None:  # frozen base: the feature cache
+            _stop_if_requested()
             writer.set_progress(phase="features", step=done, steps=total)
 
         writer.set_progress(phase="training", epoch=1, epochs=config.epochs, step=0)
@@ -153,11 +171,13 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
     except (RunStopped, KeyboardInterrupt) as exc:
         _record_end(writer, "stopped", str(exc) or "stopped by the user")
         raise
-    except CifarCoreError as exc:
-        _record_end(writer, "failed", str(exc))
-        raise
     except Exception as exc:
-        _record_end(writer, "failed", f"{type(exc).__name__}: {exc}")
+        if _stop_requested.is_set():  # the stop's exception, wrapped by library code
+            _record_end(writer, "stopped", f"stopped by signal SIGTERM (ended with "
+                                           f"{type(exc).__name__}: {exc})")
+        else:
+            _record_end(writer, "failed", str(exc) if isinstance(exc, CifarCoreError)
+                        else f"{type(exc).__name__}: {exc}")
         raise
     finally:
         writer.stop_heartbeat()
