@@ -70,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=_non_negative_int,
                        help="early-stopping patience on val_loss (0 disables)")
     train.add_argument("--learning-rate", type=float)
+    train.add_argument("--validation-fraction", type=float, metavar="F",
+                       help="share of each class held out for validation (the spec's; 0.2 "
+                            "for models 1-7, as in the report)")
     train.add_argument("--seed", type=_non_negative_int)
     train.add_argument("--freeze-base", action="store_true",
                        help="models 6-7: keep the MobileNet base frozen (feature extractor)")
@@ -190,6 +193,7 @@ def _train_configs(args) -> list:
 
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
                  "patience": args.patience, "learning_rate": args.learning_rate,
+                 "validation_fraction": args.validation_fraction,
                  "seed": args.seed, "freeze_base": args.freeze_base or None,
                  "warm_start": args.warm_start or None,
                  "backbone_weights": settings.backbone_weights(args.backbone_weights),

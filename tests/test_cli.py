@@ -25,12 +25,14 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def test_train_runs_predict_round_trip(tmp_path, tiny_cifar100):
     artifacts = tmp_path / "artifacts"
     result = cli("train", "--model", "1", "--data", str(tiny_cifar100), "--profile", "quick",
-                 "--epochs", "1", "--artifacts", str(artifacts))
+                 "--epochs", "1", "--validation-fraction", "0.25", "--artifacts", str(artifacts))
     assert result.returncode == 0, result.stderr
     run_dir = Path(result.stdout.strip().splitlines()[-1])
     assert run_dir.parent == artifacts / "runs"
     record = load_run(run_dir)
     assert record.status == "completed" and record.problems == []
+    assert record.config["hyperparameters"]["validation_fraction"] == 0.25
+    assert record.metrics["training"]["num_validation"] == 125  # 500 images, 25% held out
     for name in ("run.json", "config.json", "history.csv", "metrics.json", "predictions.npz",
                  "model.keras"):
         assert (run_dir / name).is_file(), name
@@ -74,6 +76,15 @@ def test_unknown_model_is_refused_before_loading_data(capsys, tmp_path):
     code = main(["train", "--model", "12", "--data", str(tmp_path / "does-not-exist")])
     assert code == 2
     assert "unknown model 12" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fraction", ["0", "1", "1.5", "-0.1"])
+def test_a_validation_fraction_outside_0_1_is_refused_before_loading_data(fraction, capsys,
+                                                                         tmp_path):
+    code = main(["train", "--model", "1", "--validation-fraction", fraction,
+                 "--data", str(tmp_path / "does-not-exist")])
+    assert code == 2
+    assert "validation fraction must lie in (0, 1)" in capsys.readouterr().err
 
 
 def test_predict_with_unknown_run_is_a_clear_error(capsys, tmp_path):
