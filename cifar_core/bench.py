@@ -157,10 +157,21 @@ def update_section(path: Path, name: str, body: str, title: str) -> None:
     atomic_write_text(path, text)
 
 
+BUDGET_KEYS = ("epochs", "batch_size", "patience", "validation_fraction")
+
+
+def _budget_differs(hyperparameters: dict, expected) -> bool:
+    """Whether a run was trained with other budget values than ``expected`` (a run that does
+    not record a value, from an older cifar_core, is not held against it)."""
+    return any(key in hyperparameters and hyperparameters[key] != getattr(expected, key)
+               for key in BUDGET_KEYS)
+
+
 def reusable_runs(refs: list[str], configs: list, dataset: dict,
                   artifacts: str | None) -> dict[int, Path]:
     """Model number -> run folder for each ``refs`` entry, after checking that it is a completed
-    run of one of ``configs`` (model, labels, profile, seed) on the same data (content hash)."""
+    run of one of ``configs`` (model, labels, profile, seed, training budget and split) on the
+    same data (content hash)."""
     from cifar_core.runs.store import resolve_run_ref
 
     wanted = {config.model: config for config in configs}
@@ -178,6 +189,9 @@ def reusable_runs(refs: list[str], configs: list, dataset: dict,
         elif (config.get("labels"), config.get("profile"), config.get("seed")) != (
                 expected.labels, expected.profile, expected.seed):
             problems.append("other labels, profile or seed")
+        elif _budget_differs(config.get("hyperparameters") or {}, expected):
+            problems.append("another training budget or split (epochs, batch size, patience "
+                            "or validation fraction)")
         if (config.get("dataset") or {}).get("sha256") != dataset.get("sha256"):
             problems.append("another data set (content hash differs)")
         if number in chosen:

@@ -56,7 +56,8 @@ def test_reused_runs_are_checked_against_model_labels_profile_seed_and_data(fixt
     records = {r.model_number: r for r in list_runs(str(fixture_runs)) if r.label_set == "fine"}
     first = records[1]
     identity = first.config["dataset"]
-    configs = [make_config(n, profile=first.config["profile"]) for n in (1, 2)]
+    budget = {"epochs": 1, "batch_size": 32}  # as the fixture runs were trained
+    configs = [make_config(n, profile=first.config["profile"], **budget) for n in (1, 2)]
     chosen = reusable_runs([first.run_id], configs, identity, str(fixture_runs))
     assert chosen == {1: first.path}
     with pytest.raises(ConfigError, match="model 5 is not in the list"):
@@ -69,6 +70,10 @@ def test_reused_runs_are_checked_against_model_labels_profile_seed_and_data(fixt
     with pytest.raises(ConfigError, match="other labels, profile or seed"):
         reusable_runs([first.run_id], [make_config(1, profile="quick", seed=7)], identity,
                       str(fixture_runs))
+    for other in ({"epochs": 2}, {"batch_size": 16}, {"validation_fraction": 0.1}):
+        with pytest.raises(ConfigError, match="another training budget or split"):
+            reusable_runs([first.run_id], [make_config(1, profile="quick", **{**budget, **other})],
+                          identity, str(fixture_runs))
 
     row = BenchRow.from_run(first.path, None, reused=True)
     assert row.wall_seconds is not None and row.wall_seconds >= 0  # from the run's own times
