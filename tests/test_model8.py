@@ -165,7 +165,11 @@ def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
     assert (config.epochs, config.batch_size, config.learning_rate) == (12, 128, 3e-4)
     assert config.patience == 0  # the cosine schedule runs its course
+    assert config.validation_fraction == 0.1  # 45,000 of 50,000 images train
     assert make_config(6).patience == 3
+    assert make_config(6).validation_fraction == 0.2  # the report's split
+    assert make_config(8, profile="quick").validation_fraction == 0.2
+    assert make_config(8, validation_fraction=0.3).validation_fraction == 0.3
     assert make_config(8, profile="quick").epochs == 3
     assert make_config(8, epochs=2, batch_size=32).batch_size == 32
     assert make_config(6).epochs == 50  # the report's models keep the report's protocol

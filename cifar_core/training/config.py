@@ -102,7 +102,8 @@ def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
     learning_rate = HEAD_LEARNING_RATE if overrides.get("freeze_base") else spec.learning_rate
     budget = {}  # a model with its own training budget (model 8) keeps it in the seed profile
     if profile == "seed":
-        budget = {k: getattr(spec, k) for k in ("epochs", "batch_size", "patience")
+        budget = {k: getattr(spec, k)
+                  for k in ("epochs", "batch_size", "patience", "validation_fraction")
                   if getattr(spec, k) is not None}
     values = {"learning_rate": learning_rate, "optimizer": spec.optimizer,
               **PROFILES[profile], **budget,
