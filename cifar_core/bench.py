@@ -139,8 +139,8 @@ def render_markdown(rows: list[BenchRow], *, dataset: dict, profile: str, seed: 
             f"| {str(r.commit)[:7] if r.commit else '-'}{' (reused)' if r.reused else ''} |")
     if any(r.reused for r in rows):
         lines += ["", "Rows marked *reused* are earlier runs of the same model, labels, profile, "
-                      "seed and data (checked by content hash), taken as they are; the others "
-                      "were trained by this command."]
+                      "seed, training budget and data (checked by content hash), taken as they "
+                      "are; the others were trained by this command."]
     return "\n".join(lines) + "\n"
 
 
