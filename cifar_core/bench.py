@@ -157,14 +157,17 @@ def update_section(path: Path, name: str, body: str, title: str) -> None:
     atomic_write_text(path, text)
 
 
-BUDGET_KEYS = ("epochs", "batch_size", "patience", "validation_fraction")
+BUDGET_KEYS = ("epochs", "batch_size", "patience", "validation_fraction", "learning_rate")
 
 
 def _budget_differs(hyperparameters: dict, expected) -> bool:
     """Whether a run was trained with other budget values than ``expected`` (a run that does
-    not record a value, from an older cifar_core, is not held against it)."""
+    not record a value, from an older cifar_core, is not held against it). Model 7's search
+    chooses its own learning rate, so there the rate is the search's, not the config's."""
+    keys = [key for key in BUDGET_KEYS
+            if not (key == "learning_rate" and expected.spec().hyperparameter_search)]
     return any(key in hyperparameters and hyperparameters[key] != getattr(expected, key)
-               for key in BUDGET_KEYS)
+               for key in keys)
 
 
 def reusable_runs(refs: list[str], configs: list, dataset: dict,
@@ -190,8 +193,8 @@ def reusable_runs(refs: list[str], configs: list, dataset: dict,
                 expected.labels, expected.profile, expected.seed):
             problems.append("other labels, profile or seed")
         elif _budget_differs(config.get("hyperparameters") or {}, expected):
-            problems.append("another training budget or split (epochs, batch size, patience "
-                            "or validation fraction)")
+            problems.append("another training budget or split (epochs, batch size, patience, "
+                            "validation fraction or learning rate)")
         if (config.get("dataset") or {}).get("sha256") != dataset.get("sha256"):
             problems.append("another data set (content hash differs)")
         if number in chosen:

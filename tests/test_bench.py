@@ -6,6 +6,7 @@ import pytest
 
 from cifar_core.bench import (
     BenchRow,
+    _budget_differs,
     parse_model_list,
     render_markdown,
     reusable_runs,
@@ -70,10 +71,16 @@ def test_reused_runs_are_checked_against_model_labels_profile_seed_and_data(fixt
     with pytest.raises(ConfigError, match="other labels, profile or seed"):
         reusable_runs([first.run_id], [make_config(1, profile="quick", seed=7)], identity,
                       str(fixture_runs))
-    for other in ({"epochs": 2}, {"batch_size": 16}, {"validation_fraction": 0.1}):
+    for other in ({"epochs": 2}, {"batch_size": 16}, {"validation_fraction": 0.1},
+                  {"learning_rate": 0.01}):
         with pytest.raises(ConfigError, match="another training budget or split"):
             reusable_runs([first.run_id], [make_config(1, profile="quick", **{**budget, **other})],
                           identity, str(fixture_runs))
+
+    # Model 7's search picks its learning rate: there the config's rate is not the run's.
+    assert not _budget_differs({"learning_rate": 0.01}, make_config(7))
+    assert _budget_differs({"learning_rate": 0.01}, make_config(6))
+    assert not _budget_differs({}, make_config(6))  # an older run that does not record it
 
     row = BenchRow.from_run(first.path, None, reused=True)
     assert row.wall_seconds is not None and row.wall_seconds >= 0  # from the run's own times
