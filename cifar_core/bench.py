@@ -157,15 +157,14 @@ def update_section(path: Path, name: str, body: str, title: str) -> None:
     atomic_write_text(path, text)
 
 
-BUDGET_KEYS = ("epochs", "batch_size", "patience", "validation_fraction", "learning_rate")
-
-
 def _budget_differs(hyperparameters: dict, expected) -> bool:
     """Whether a run was trained with other budget values than ``expected`` (a run that does
     not record a value, from an older cifar_core, is not held against it). Model 7's search
     chooses its own learning rate, so there the rate is the search's, not the config's."""
-    keys = [key for key in BUDGET_KEYS
-            if not (key == "learning_rate" and expected.spec().hyperparameter_search)]
+    from cifar_core.training.config import SPEC_BUDGET
+
+    searched = expected.spec().hyperparameter_search
+    keys = SPEC_BUDGET if searched else (*SPEC_BUDGET, "learning_rate")
     return any(key in hyperparameters and hyperparameters[key] != getattr(expected, key)
                for key in keys)
 

@@ -25,6 +25,8 @@ PROFILES: dict[str, dict] = {
               "search_trials": 4, "search_folds": 2, "search_epochs": 3, "grid_epochs": 5,
               "grid_trials": 4},
 }
+# What a spec may set for the seed profile (model 8's own budget; None: the profile's).
+SPEC_BUDGET = ("epochs", "batch_size", "patience", "validation_fraction")
 SEARCH_MODES = ("auto", "cached", "full")  # auto: cached on CPU, full where a GPU is visible
 
 
@@ -102,9 +104,7 @@ def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
     learning_rate = HEAD_LEARNING_RATE if overrides.get("freeze_base") else spec.learning_rate
     budget = {}  # a model with its own training budget (model 8) keeps it in the seed profile
     if profile == "seed":
-        budget = {k: getattr(spec, k)
-                  for k in ("epochs", "batch_size", "patience", "validation_fraction")
-                  if getattr(spec, k) is not None}
+        budget = {k: getattr(spec, k) for k in SPEC_BUDGET if getattr(spec, k) is not None}
     values = {"learning_rate": learning_rate, "optimizer": spec.optimizer,
               **PROFILES[profile], **budget,
               **{k: v for k, v in overrides.items() if v is not None}}
