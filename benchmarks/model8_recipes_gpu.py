@@ -5,11 +5,12 @@ script trains the same recipe, and variants of it, end to end on a GPU in about 
 so that the variants worth a CPU run can be picked by measurement. Unlike
 ``model8_explore.py accuracy`` (cached maps of a cut base, the question of where to cut), it
 trains from the images, so that it can vary what happens to them: mixing (mixup, cutmix), the
-share of the training set held out, the shift. It is standalone (plain Keras 3, any backend;
-the GPU machine has JAX but no TensorFlow), so it is *close to* model 8, not its pipeline:
+share of the training set held out, the shift. Its model and training are plain Keras 3, any
+backend (the GPU machine has JAX but no TensorFlow; ``cifar_core.data``, which reads the
+images, needs none), so it is *close to* model 8, not its pipeline:
 
-- images: the CIFAR-10 JPEG archive, the same stratified 80/20 split as `stratified_split`
-  (scikit-learn, seed 0) unless ``--train-fraction`` keeps more for training;
+- images: the project's loader and stratified split (``cifar_core.data``, seed 0), 80/20
+  unless the variant's ``train_fraction`` keeps more for training;
 - model: MobileNet base (ImageNet weights file) in inference mode, layers up to ``--cut`` frozen,
   average pooling, dropout 0.2, softmax; input upsampled from 32 px to ``--size``;
 - training: a 1-epoch head warm-up (Adam 1e-3, base frozen), then cosine Adam 3e-4 over
@@ -27,17 +28,16 @@ Each variant is ``name:key=value,key=value`` over the options below; one JSON li
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
-import tarfile
+import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # cifar_core, from the checkout
 os.environ.setdefault("KERAS_BACKEND", "jax")  # the GPU machine has JAX, not TensorFlow
 import keras
 
@@ -60,41 +60,23 @@ WEIGHTS = {"v1": "mobilenet_v1_1.0_imagenet_notop.weights.h5",
            "v2": "mobilenet_v2_1.0_imagenet_notop.weights.h5"}
 
 
-def _decode(item: tuple[str, bytes]) -> tuple[str, np.ndarray]:
-    from PIL import Image
+def load_images(path: Path) -> dict[str, np.ndarray]:
+    """x/y for train and test, read by the project's own loader (it needs no TensorFlow)."""
+    from cifar_core.data import load_dataset
 
-    name, payload = item
-    with Image.open(io.BytesIO(payload)) as image:
-        return name, np.asarray(image.convert("RGB"), dtype=np.uint8)
-
-
-def load_archive(path: Path) -> dict[str, np.ndarray]:
-    """x/y for train and test from ``<root>/{train,test}/<class>/<n>.jpg``; classes sorted."""
-    members: list[tuple[str, bytes]] = []
-    with tarfile.open(path) as archive:
-        for member in archive:
-            if member.isfile() and member.name.lower().endswith((".jpg", ".jpeg", ".png")):
-                members.append((member.name, archive.extractfile(member).read()))
-    with ProcessPoolExecutor() as pool:
-        decoded = dict(pool.map(_decode, members, chunksize=512))
-    names = sorted(decoded)
-    classes = sorted({name.split("/")[-2] for name in names})
-    data = {}
-    for part in ("train", "test"):
-        chosen = [name for name in names if name.split("/")[-3] == part]
-        data[f"x_{part}"] = np.stack([decoded[name] for name in chosen])
-        data[f"y_{part}"] = np.array([classes.index(name.split("/")[-2]) for name in chosen])
-    return data
+    dataset = load_dataset(str(path))
+    return {"x_train": dataset.x_train, "y_train": dataset.y_train,
+            "x_test": dataset.x_test, "y_test": dataset.y_test}
 
 
 def split(labels: np.ndarray, train_fraction: float, seed: int):
-    from sklearn.model_selection import train_test_split
+    """(train, validation) indices: the project's stratified split, or all images for 1.0."""
+    from cifar_core.data import stratified_split
 
-    indices = np.arange(len(labels))
     if train_fraction >= 1.0:
-        return indices, indices[:0]
-    return train_test_split(indices, test_size=1 - train_fraction, stratify=labels,
-                            random_state=seed)
+        return np.arange(len(labels)), np.arange(0)
+    chosen = stratified_split(labels, seed=seed, validation_fraction=1 - train_fraction)
+    return chosen.train_idx, chosen.val_idx
 
 
 class Batches(keras.utils.PyDataset):
@@ -243,11 +225,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     started = time.perf_counter()
-    data = load_archive(args.data)
+    data = load_images(args.data)
     if args.limit:
         data = {key: value[::len(value) // args.limit][:args.limit]
                 for key, value in data.items()}
-    print(f"decoded {len(data['x_train'])} + {len(data['x_test'])} images in "
+    print(f"loaded {len(data['x_train'])} + {len(data['x_test'])} images in "
           f"{time.perf_counter() - started:.0f} s", flush=True)
     for name, options in args.variant or [("baseline", dict(DEFAULTS))]:
         result = run_variant(name, options, data, args.weights_dir)
