@@ -47,6 +47,12 @@ RECIPES = {
     "v2-128-b12": ("mobilenet_v2", 128, "block_12_add"),
     "v2-160-b12": ("mobilenet_v2", 160, "block_12_add"),
     "v2-128-b9": ("mobilenet_v2", 128, "block_9_add"),
+    "v2-144-b6": ("mobilenet_v2", 144, "block_6_project_BN"),
+    "v2-176-b6": ("mobilenet_v2", 176, "block_6_project_BN"),
+    "v2-192-b6": ("mobilenet_v2", 192, "block_6_project_BN"),
+    "v2-144-b5": ("mobilenet_v2", 144, "block_5_add"),
+    "v1-160-pw6": ("mobilenet_v1", 160, "conv_pw_6_relu"),
+    "v1-176-pw6": ("mobilenet_v1", 176, "conv_pw_6_relu"),
 }
 WEIGHT_FILES = {"mobilenet_v1": "mobilenet_v1_1.0_imagenet_notop.weights.h5",
                 "mobilenet_v2": "mobilenet_v2_1.0_imagenet_notop.weights.h5"}
@@ -58,13 +64,13 @@ def split_base(recipe: str, weights_dir: Path,
                fold_dtype: str | None = None) -> tuple[keras.Model, keras.Model]:
     """(lower, upper): the pretrained base cut at the recipe's layer, batch norm frozen;
     with ``fold_dtype`` the upper part folded as model 8 builds it, in that precision."""
-    from cifar_core.models.backbone import fold_batch_norm_above
+    from cifar_core.models.backbone import fold_batch_norm
 
     backbone, size, cut = RECIPES[recipe]
     base = APPLICATIONS[backbone](input_shape=(size, size, 3), include_top=False,
                                   weights=str(weights_dir / WEIGHT_FILES[backbone]))
     if fold_dtype:
-        base = fold_batch_norm_above(base, cut, dtype=fold_dtype)
+        base = fold_batch_norm(base, cut, dtype=fold_dtype)
     for layer in base.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False  # folded batch norm: inference mode, always
@@ -209,7 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--fold", action="store_true",
                         help="cost: fold batch norm above the cut, 1x1 convolutions as Dense "
-                             "(cifar_core.models.backbone.fold_batch_norm_above)")
+                             "(cifar_core.models.backbone.fold_batch_norm)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="cost: timed batches")
     parser.add_argument("--epochs", type=int, default=6)

@@ -72,40 +72,43 @@ def make_backbone(name: str, *, input_size: int, weights: str | None,
 CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)  # what a batch norm folds into
 
 
-def fold_batch_norm_above(base: keras.Model, cut: str, *, dtype: str = "float32") -> keras.Model:
-    """``base`` with every layer after ``cut`` rebuilt for fast fine-tuning, computing the
-    same function: each batch norm folded into the convolution before it (its scale into the
-    kernel, its offset into a bias), each pointwise (1x1) convolution as a ``Dense`` layer on
-    the channel axis, all of them in precision policy ``dtype``.
+def fold_batch_norm(base: keras.Model, cut: str, *, dtype: str = "float32") -> keras.Model:
+    """``base`` rebuilt for fast fine-tuning above ``cut``, computing the same function: each
+    batch norm folded into the convolution before it (its scale into the kernel, its offset
+    into a bias), each pointwise (1x1) convolution as a ``Dense`` layer on the channel axis;
+    the layers above ``cut`` in precision policy ``dtype``, those up to it in float32.
 
     Why: fine-tuned in inference mode, a batch norm is a fixed per-channel affine map, but
     TensorFlow still runs it (and its gradient) as separate element-wise passes, and a 1x1
     convolution's gradient does not reach the CPU's bfloat16 matrix units while a matrix
     product does. On the 2-core Xeon of BENCHMARKS.md, a training step of MobileNet v1's
     blocks 7-13 (batch 128, 128 px) runs at 514 images/s this way in ``mixed_bfloat16``,
-    against 281 unfolded in float32 (folded float32: 315; unfolded bfloat16: 292).
+    against 281 unfolded in float32 (folded float32: 315; unfolded bfloat16: 292). The
+    frozen layers up to ``cut`` only run forward (the feature pass of a cached cut); folded
+    in float32 they give the same maps to float rounding, about 1.5 times as fast.
     The folded convolutions' biases (the batch norms' offsets) train with the kernels.
-    Layers up to ``cut`` are copied as they are (frozen, their output cached).
     """
     names = [layer.name for layer in base.layers]
     if cut not in names:
         raise ConfigError(f"{base.name} has no layer {cut!r} to cut at")
-    above = base.layers[names.index(cut) + 1:]
+    above = {layer.name for layer in base.layers[names.index(cut) + 1:]}
     folded_into = {}  # batch-norm name -> the convolution it follows
-    for conv, norm in pairwise(above):
+    for conv, norm in pairwise(base.layers):
         if (isinstance(norm, keras.layers.BatchNormalization)
                 and isinstance(conv, CONVOLUTIONS) and norm.input is conv.output):
             folded_into[norm.name] = conv
     convs = {conv.name for conv in folded_into.values()}
-    rebuilt = {layer.name for layer in above}
 
     def rebuild(layer):
-        if layer.name not in rebuilt or layer.name in folded_into:  # (folded: never called)
-            return layer.__class__.from_config(layer.get_config())
+        precision = dtype if layer.name in above else "float32"
+        if isinstance(layer, keras.layers.InputLayer) or layer.name in folded_into:
+            return layer.__class__.from_config(layer.get_config())  # (folded: never called)
         if _is_pointwise(layer):
             return keras.layers.Dense(layer.filters, use_bias=layer.use_bias or layer.name in convs,
-                                      name=layer.name, dtype=dtype)
-        config = layer.get_config() | {"dtype": dtype}
+                                      name=layer.name, dtype=precision)
+        if isinstance(layer, keras.layers.DepthwiseConv2D):
+            precision = _depthwise_dtype(precision)
+        config = layer.get_config() | {"dtype": precision}
         if layer.name in convs:
             config["use_bias"] = True
         return layer.__class__.from_config(config)
@@ -120,10 +123,21 @@ def fold_batch_norm_above(base: keras.Model, cut: str, *, dtype: str = "float32"
     for layer in base.layers:
         if layer.name not in convs and layer.name not in folded_into and layer.weights:
             weights = layer.get_weights()
-            if layer.name in rebuilt and _is_pointwise(layer):
+            if _is_pointwise(layer):
                 weights[0] = weights[0][0, 0]
             model.get_layer(layer.name).set_weights(weights)
     return model
+
+
+def _depthwise_dtype(dtype: str) -> str:
+    """The policy of a rebuilt depthwise convolution: float32 under a mixed policy.
+
+    TensorFlow's CPU kernels compute depthwise convolutions' gradients in bfloat16 far more
+    slowly than in float32 (a 3x3 stride-2 one on 128 maps of 9x9x512: 172 ms against 4 ms
+    forward and backward, BENCHMARKS.md), and they are a small part of the arithmetic: only
+    the matrix products gain from bfloat16.
+    """
+    return "float32" if dtype.startswith("mixed_") else dtype
 
 
 def _is_pointwise(layer) -> bool:

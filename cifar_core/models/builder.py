@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from cifar_core.errors import ConfigError
-from cifar_core.models.backbone import fold_batch_norm_above, make_backbone
+from cifar_core.models.backbone import fold_batch_norm, make_backbone
 from cifar_core.models.precision import fast_precision
 from cifar_core.models.specs import ModelSpec
 from cifar_core.settings import ENV_FINETUNE_PRECISION
@@ -42,7 +42,7 @@ def build_model(spec: ModelSpec, num_classes: int, *, backbone_weights: str | No
         base = make_backbone(spec.backbone, input_size=spec.input_size,
                              weights=backbone_weights, alpha=spec.backbone_alpha)
         if spec.fold_batch_norm and spec.frozen_through is not None:
-            base = fold_batch_norm_above(base, spec.frozen_through, dtype=finetune_precision())
+            base = fold_batch_norm(base, spec.frozen_through, dtype=finetune_precision())
         base.trainable = not spec.freeze_backbone
         if spec.frozen_through is not None:
             freeze_through(base, spec.frozen_through)

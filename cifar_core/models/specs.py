@@ -43,9 +43,9 @@ class ModelSpec:
     # Fine-tune only the base above this layer: it and everything below stay frozen, so their
     # output for each flip of each image is computed once and cached (cifar_core.features).
     frozen_through: str | None = None
-    # Above ``frozen_through``: batch norm folded into the convolutions, 1x1 convolutions as
-    # Dense layers, in mixed bfloat16 where the CPU has bfloat16 matrix units (the same
-    # function, trained about twice as fast: cifar_core.models.backbone.fold_batch_norm_above).
+    # The base's batch norm folded into the convolutions, 1x1 convolutions as Dense layers;
+    # above ``frozen_through`` in mixed bfloat16 where the CPU has bfloat16 matrix units (the
+    # same function, trained about twice as fast: cifar_core.models.backbone.fold_batch_norm).
     fold_batch_norm: bool = False
     head_warmup_epochs: int = 0  # epochs training the head alone (Adam 1e-3) before the rest
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: decays to 0 by the end
