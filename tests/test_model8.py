@@ -35,7 +35,7 @@ from cifar_core.training.config import make_config
 from cifar_core.training.pipeline import execute_run
 
 SPEC = get_spec(8)
-BASE = "mobilenet_1.00_160"
+BASE = "mobilenet_1.00_144"
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_model8_is_mirror_flips_upsample_base_average_pool_head(model8):
                      "average_pool", "dropout_features", "classifier"]
     flips = model8.get_layer("augment_flips")
     assert [layer.name for layer in flips.layers] == ["flip_horizontal"]  # no upside-down
-    assert model8.get_layer("upsample").output.shape[1:3] == (160, 160)
+    assert model8.get_layer("upsample").output.shape[1:3] == (144, 144)
 
 
 def test_only_blocks_7_to_13_train_and_batch_norm_stays_frozen(model8):
@@ -69,7 +69,7 @@ def test_cached_maps_through_the_upper_part_give_the_full_models_output(model8):
     cut = cut_layer(SPEC)
     assert cut == "conv_pw_6_relu"
     extractor, upper = feature_extractor(model8, cut), head_model(model8, cut)
-    assert extractor.output_shape[1:] == (10, 10, 512)
+    assert extractor.output_shape[1:] == (9, 9, 512)
     x = _images(3)
     np.testing.assert_allclose(upper.predict(extractor.predict(x, verbose=0), verbose=0),
                                model8.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
@@ -163,7 +163,7 @@ def small_dataset(tmp_path_factory):
 
 def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
-    assert (config.epochs, config.batch_size, config.learning_rate) == (14, 128, 3e-4)
+    assert (config.epochs, config.batch_size, config.learning_rate) == (15, 128, 3e-4)
     assert config.patience == 0  # the cosine schedule runs its course
     assert config.validation_fraction == 0.1  # 45,000 of 50,000 images train
     assert make_config(6).patience == 3
