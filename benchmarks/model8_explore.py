@@ -8,6 +8,8 @@ They split into two measurements, made where each is cheap:
 
 - ``cost`` (this 2-core CPU): images per second of the frozen lower part (the one-off
   feature pass) and of a training step of the upper part, float32 and mixed bfloat16;
+- ``layers`` (this CPU): forward and forward+backward time of single layers of the kind and
+  shape that blocks 7-13 hold, float32 and bfloat16 (where a training step's time goes);
 - ``accuracy`` (any machine, a GPU makes it quick; Keras 3 runs the same code on JAX):
   validation and test top-1 per epoch of the same recipe, with test-time flip averaging.
 
@@ -17,6 +19,7 @@ recipe lives in ``cifar_core.models.specs.MODEL_8``. Example::
     python benchmarks/model8_explore.py cost --weights-dir ../shared/weights
     python benchmarks/model8_explore.py cost --fold --weights-dir ../shared/weights \
         --recipes v1-128-pw6 v1-144-pw6 --batch 128 --repeats 10
+    python benchmarks/model8_explore.py layers --batch 128 --repeats 20
     KERAS_BACKEND=jax python benchmarks/model8_explore.py accuracy \\
         --data ../shared/data/cifar10-images.tar.gz --weights-dir ../shared/weights
 """
@@ -128,6 +131,55 @@ def cost(args) -> None:
                               "train_img_s": round(step, 1)}), flush=True)
 
 
+LAYER_CASES = {  # name: (layer factory, input shape); the layers of v1 blocks 7-13 at 144 px
+    "depthwise 3x3, 9x9x512": (lambda dtype: keras.layers.DepthwiseConv2D(
+        3, padding="same", dtype=dtype), (9, 9, 512)),
+    "depthwise 3x3 stride 2, 9x9x512": (lambda dtype: keras.layers.DepthwiseConv2D(
+        3, strides=2, padding="same", dtype=dtype), (9, 9, 512)),
+    "depthwise 3x3, 5x5x1024": (lambda dtype: keras.layers.DepthwiseConv2D(
+        3, padding="same", dtype=dtype), (5, 5, 1024)),
+    "1x1 as Dense, 9x9x512": (lambda dtype: keras.layers.Dense(512, dtype=dtype), (9, 9, 512)),
+    "1x1 as Dense, 5x5x1024": (lambda dtype: keras.layers.Dense(1024, dtype=dtype),
+                               (5, 5, 1024)),
+}
+
+
+def layers(args) -> None:
+    """Milliseconds per batch of each ``LAYER_CASES`` layer alone, forward and forward plus
+    backward (input and weight gradients), computing in float32 and in bfloat16."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    for dtype in ("float32", "bfloat16"):
+        for name, (make, shape) in LAYER_CASES.items():
+            layer = make(dtype)
+            layer.build((args.batch, *shape))
+            x = tf.constant(rng.random((args.batch, *shape)).astype("float32"))
+
+            @tf.function
+            def forward(x, layer=layer, dtype=dtype):
+                return tf.reduce_sum(tf.cast(layer(tf.cast(x, dtype)), tf.float32))
+
+            @tf.function
+            def forward_backward(x, layer=layer, dtype=dtype):
+                with tf.GradientTape() as tape:
+                    inputs = tf.cast(x, dtype)
+                    tape.watch(inputs)
+                    total = tf.reduce_sum(tf.cast(layer(inputs), tf.float32))
+                return tape.gradient(total, [inputs, *layer.trainable_variables])
+
+            times = {}
+            for label, step in (("forward_ms", forward), ("forward_backward_ms",
+                                                           forward_backward)):
+                step(x)  # graph building
+                start = time.perf_counter()
+                for _ in range(args.repeats):
+                    tf.nest.map_structure(lambda t: t.numpy(), step(x))
+                times[label] = round((time.perf_counter() - start) / args.repeats * 1000, 2)
+            print(json.dumps({"layer": name, "dtype": dtype, "batch": args.batch, **times}),
+                  flush=True)
+
+
 def accuracy(args) -> None:
     """Val/test top-1 per epoch: head warm-up, then the upper part fine-tuned (cosine LR)."""
     from cifar_core.data import load_dataset, stratified_split
@@ -205,9 +257,10 @@ def explore_recipe(recipe: str, parts: dict, num_classes: int, args, *,
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=("cost", "accuracy"))
-    parser.add_argument("--weights-dir", type=Path, required=True,
-                        help="folder holding the MobileNet v1/v2 no-top .weights.h5 files")
+    parser.add_argument("mode", choices=("cost", "layers", "accuracy"))
+    parser.add_argument("--weights-dir", type=Path,
+                        help="folder holding the MobileNet v1/v2 no-top .weights.h5 files "
+                             "(cost, accuracy)")
     parser.add_argument("--data", help="data set (accuracy mode)")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES),
                         help=f"of {', '.join(RECIPES)}; accuracy: NAME@RATE sets the "
@@ -217,7 +270,7 @@ def main(argv=None) -> int:
                         help="cost: fold batch norm above the cut, 1x1 convolutions as Dense "
                              "(cifar_core.models.backbone.fold_batch_norm)")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3, help="cost: timed batches")
+    parser.add_argument("--repeats", type=int, default=3, help="cost, layers: timed batches")
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--warmup-epochs", type=int, default=1)
     parser.add_argument("--learning-rate", type=float, default=3e-4)
@@ -226,7 +279,9 @@ def main(argv=None) -> int:
                         help="accuracy: only the first N images of train, val and test")
     parser.add_argument("--output", help="accuracy: write the results as JSON here")
     args = parser.parse_args(argv)
-    (cost if args.mode == "cost" else accuracy)(args)
+    if args.mode != "layers" and args.weights_dir is None:
+        parser.error(f"{args.mode} needs --weights-dir")
+    {"cost": cost, "layers": layers, "accuracy": accuracy}[args.mode](args)
     return 0
 
 

@@ -133,7 +133,7 @@ def _depthwise_dtype(dtype: str) -> str:
     """The policy of a rebuilt depthwise convolution: float32 under a mixed policy.
 
     TensorFlow's CPU kernels compute depthwise convolutions' gradients in bfloat16 far more
-    slowly than in float32 (a 3x3 stride-2 one on 128 maps of 9x9x512: 172 ms against 4 ms
+    slowly than in float32 (a 3x3 stride-2 one on 128 maps of 9x9x512: 194 ms against 22 ms
     forward and backward, BENCHMARKS.md), and they are a small part of the arithmetic: only
     the matrix products gain from bfloat16.
     """
