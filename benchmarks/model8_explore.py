@@ -66,7 +66,8 @@ APPLICATIONS = {"mobilenet_v1": keras.applications.MobileNet,
 def split_base(recipe: str, weights_dir: Path,
                fold_dtype: str | None = None) -> tuple[keras.Model, keras.Model]:
     """(lower, upper): the pretrained base cut at the recipe's layer, batch norm frozen;
-    with ``fold_dtype`` the upper part folded as model 8 builds it, in that precision."""
+    with ``fold_dtype`` the base folded as model 8 builds it (``fold_batch_norm``: the lower
+    part in float32, the upper part in ``fold_dtype``)."""
     from cifar_core.models.backbone import fold_batch_norm
 
     backbone, size, cut = RECIPES[recipe]
@@ -267,7 +268,8 @@ def main(argv=None) -> int:
                              "fine-tuning learning rate")
     parser.add_argument("--policies", nargs="+", default=["float32", "mixed_bfloat16"])
     parser.add_argument("--fold", action="store_true",
-                        help="cost: fold batch norm above the cut, 1x1 convolutions as Dense "
+                        help="cost: fold batch norm into the convolutions, 1x1 convolutions as "
+                             "Dense, the policy applied above the cut "
                              "(cifar_core.models.backbone.fold_batch_norm)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3, help="cost, layers: timed batches")

@@ -102,7 +102,8 @@ def fold_batch_norm(base: keras.Model, cut: str, *, dtype: str = "float32") -> k
     def rebuild(layer):
         precision = dtype if layer.name in above else "float32"
         if isinstance(layer, keras.layers.InputLayer) or layer.name in folded_into:
-            return layer.__class__.from_config(layer.get_config())  # (folded: never called)
+            # copied as it is (a folded batch norm's copy is never called: skip_folded)
+            return layer.__class__.from_config(layer.get_config())
         if _is_pointwise(layer):
             return keras.layers.Dense(layer.filters, use_bias=layer.use_bias or layer.name in convs,
                                       name=layer.name, dtype=precision)
