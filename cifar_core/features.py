@@ -486,11 +486,7 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
             correct += _correct(probs, yb)
         return loss_sum, correct
 
-    @tf.function(reduce_retracing=True)
-    def eval_step(x, y):
-        probs = step_model(tf.cast(x, tf.float32), training=False)
-        return loss_fn(y, probs), _correct(probs, y)
-
+    eval_step = _eval_step(step_model)
     sampler = FlipSampler(len(train_rows), seed, num_variants)
     steps = int(np.ceil(len(train_rows) / batch_size))
     per_call = batch_size * max(1, steps_per_call)
@@ -559,6 +555,18 @@ def _correct(probs, y):
     return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(y, tf.int32)), tf.int32))
 
 
+def _eval_step(step_model: keras.Model):
+    """A graph function: (loss, correct count) of ``step_model`` on one batch."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy()
+
+    @tf.function(reduce_retracing=True)
+    def eval_step(x, y):
+        probs = step_model(tf.cast(x, tf.float32), training=False)
+        return loss_fn(y, probs), _correct(probs, y)
+
+    return eval_step
+
+
 def _evaluate(eval_step, inputs: np.ndarray, labels: np.ndarray, batch_size: int) -> dict:
     loss_sum, correct_sum = 0.0, 0
     for begin in range(0, len(inputs), batch_size):
@@ -581,9 +589,10 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     it, so the initial weights are the same. The spec's extras apply in order: a head warm-up
     (the base frozen, Adam 1e-3), then training with the configured optimizer, its learning
     rate constant or decayed to zero along a cosine over ``config.epochs``; with early
-    stopping the best weights come back. Returns ``train()``'s ``TrainResult``, whose model is
-    the full end-to-end network, wrapped to average each image with its mirror image when
-    the spec asks for test-time flips.
+    stopping the best weights come back, without it the moving average of the weights
+    replaces the last ones where the spec keeps one (``weight_ema``). Returns ``train()``'s
+    ``TrainResult``, whose model is the full end-to-end network, wrapped to average each
+    image with its mirror image when the spec asks for test-time flips.
     """
     from cifar_core.training.train import EpochRecorder, TrainResult
 
@@ -598,7 +607,9 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     if spec.lr_schedule == "cosine":
         learning_rate = keras.optimizers.schedules.CosineDecay(
             config.learning_rate, decay_steps=config.epochs * steps)
-    model.compile(optimizer=make_optimizer(config.optimizer, learning_rate),
+    # Early stopping restores its best epoch's weights: then no average is kept or used.
+    weight_ema = spec.weight_ema if config.patience == 0 else 0.0
+    model.compile(optimizer=make_optimizer(config.optimizer, learning_rate, weight_ema),
                   loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     details: dict = {"feature_cache": None}
     if spec.fold_batch_norm:  # the machine chose it: read back what the blocks were built in
@@ -638,8 +649,15 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
             monitor="val_loss", patience=config.patience, restore_best_weights=True))
     fit_on_flips(step_model, epochs=config.epochs, optimizer=model.optimizer,
                  callbacks=callbacks, callback_model=model, **data)
-    seconds = time.perf_counter() - start
     rows = recorder.rows
+    if weight_ema:
+        details["weight_ema"] = ema = _use_weight_average(model.optimizer, step_model, data,
+                                                          rows[-1] if rows else {})
+        if log and ema.get("val_accuracy") is not None:
+            log(f"weights averaged (EMA, momentum {weight_ema}): val_acc "
+                f"{ema['last_weights_val_accuracy']:.4f} with the last weights, "
+                f"{ema['val_accuracy']:.4f} with their average")
+    seconds = time.perf_counter() - start
     val_losses = [r.get("val_loss", np.inf) for r in rows]
     if spec.test_time_flips:
         model = with_test_time_flips(model)
@@ -671,3 +689,21 @@ def _warm_up_head(model: keras.Model, step_model: keras.Model, spec: ModelSpec,
     last = recorder.rows[-1] if recorder.rows else {}
     return {"epochs": len(recorder.rows), "seconds": round(time.perf_counter() - start, 3),
             "val_accuracy": last.get("val_accuracy"), "val_loss": last.get("val_loss")}
+
+
+def _use_weight_average(optimizer: keras.optimizers.Optimizer, step_model: keras.Model,
+                        data: dict, last_epoch: dict) -> dict:
+    """Give ``step_model`` the optimizer's moving average of its weights, and validate it.
+
+    The epoch logs were validated on each epoch's last weights; the validation of the
+    average is recorded beside the last epoch's, so every run shows what averaging changed.
+    """
+    optimizer.finalize_variable_values(step_model.trainable_variables)
+    summary = {"momentum": optimizer.ema_momentum,
+               "last_weights_val_accuracy": last_epoch.get("val_accuracy"),
+               "last_weights_val_loss": last_epoch.get("val_loss")}
+    val_rows = data["val_rows"]
+    if val_rows is not None and len(val_rows):
+        summary.update(_evaluate(_eval_step(step_model), data["source"].plain(val_rows),
+                                 data["y_val"], max(data["batch_size"], EVAL_BATCH)))
+    return summary

@@ -126,5 +126,5 @@ def test_label_smoothing_outside_the_features_loop_is_refused(tiny_cifar100, mon
     from cifar_core.training.train import train
 
     monkeypatch.setitem(specs.SPECS, 2, replace(specs.MODEL_2, label_smoothing=0.1))
-    with pytest.raises(ConfigError, match="label smoothing applies to training on cached"):
+    with pytest.raises(ConfigError, match="apply to training on cached"):
         train(make_config(2, profile="quick", epochs=1), load_dataset(tiny_cifar100))

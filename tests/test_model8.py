@@ -21,15 +21,17 @@ from cifar_core.features import (
     CachedSource,
     FlipSampler,
     ImageSource,
+    _use_weight_average,
     base_layer,
     cache_key,
     cut_layer,
     feature_extractor,
+    fit_on_flips,
     head_model,
     translate,
 )
 from cifar_core.inference import load_model_safely
-from cifar_core.models.builder import build_model, with_test_time_flips
+from cifar_core.models.builder import build_model, make_optimizer, with_test_time_flips
 from cifar_core.models.specs import get_spec
 from cifar_core.training.config import make_config
 from cifar_core.training.pipeline import execute_run
@@ -165,7 +167,7 @@ def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
     assert (config.epochs, config.batch_size, config.learning_rate) == (15, 128, 3e-4)
     assert config.patience == 0  # the cosine schedule runs its course
-    assert config.validation_fraction == 0.1  # 45,000 of 50,000 images train
+    assert config.validation_fraction == 0.04  # 48,000 of 50,000 images train
     assert make_config(6).patience == 3
     assert make_config(6).validation_fraction == 0.2  # the report's split
     assert make_config(8, profile="quick").validation_fraction == 0.2
@@ -183,7 +185,8 @@ def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
         tiny_cifar100, tmp_path):
     weights = str(require_shared(SHARED_WEIGHTS_V1))
     dataset = load_dataset(tiny_cifar100)
-    config = make_config(8, profile="quick", epochs=2, batch_size=64, backbone_weights=weights)
+    config = make_config(8, profile="quick", epochs=2, batch_size=64, patience=0,
+                         backbone_weights=weights)
     lines = []
     run = execute_run(config, dataset=dataset, artifacts=str(tmp_path), log=lines.append).path
     assert any(line.startswith("head warm-up done in") for line in lines), lines
@@ -192,6 +195,11 @@ def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
     assert training["head_warmup"]["epochs"] == 1
     assert "conv_pw_6_relu" in Path(training["feature_cache"]["path"]).name
     assert training["epochs_run"] == 2
+    # No early stopping: the saved weights are the moving average, validated as such.
+    averaged = training["weight_ema"]
+    assert averaged["momentum"] == pytest.approx(SPEC.weight_ema)
+    assert 0 <= averaged["val_accuracy"] <= 1 and 0 <= averaged["last_weights_val_accuracy"] <= 1
+    assert any(line.startswith("weights averaged (EMA") for line in lines), lines
     model = load_model_safely(run / "model.keras")
     top_block = base_layer(model.get_layer("model_8")).get_layer("conv_pw_13")
     assert training["finetune_precision"] == top_block.dtype_policy.name
@@ -214,3 +222,58 @@ def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
             assert same, layer.name
         else:
             assert not same, layer.name
+
+
+class _FeatureRows:
+    """A training source of fixed feature rows (no flips, no shifts): what ``fit_on_flips``
+    reads from a cache, for a head small enough to train in milliseconds."""
+
+    def __init__(self, features: np.ndarray):
+        self.features = features
+
+    def batch(self, rows, variants, shifts=None):
+        return self.features[rows]
+
+    def plain(self, rows):
+        return self.features[rows]
+
+
+def _train_small_head(weight_ema: float, initial: list | None = None):
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(300, 6)).astype("float32")
+    labels = (features[:, 0] > 0).astype("int64") + (features[:, 1] > 0)
+    head = keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, activation="softmax")])
+    if initial is not None:
+        head.set_weights(initial)
+    data = {"source": _FeatureRows(features), "train_rows": np.arange(240),
+            "y_train": labels[:240], "val_rows": np.arange(240, 300), "y_val": labels[240:],
+            "seed": 3, "batch_size": 20, "num_variants": 1}
+    optimizer = make_optimizer("adam", 0.05, weight_ema)
+    fit_on_flips(head, epochs=3, optimizer=optimizer, **data)
+    return head, optimizer, data
+
+
+def test_the_weight_average_replaces_the_last_weights_and_is_validated():
+    plain, _, _ = _train_small_head(0.0)
+    initial = [w.numpy() for w in plain.weights]
+    plain, _, _ = _train_small_head(0.0, initial)
+    last = [w.numpy() for w in plain.weights]
+    averaged, optimizer, data = _train_small_head(0.9, initial)
+    # Keeping the average does not change the training itself...
+    for got, want in zip(averaged.weights, last, strict=True):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-6)
+    summary = _use_weight_average(optimizer, averaged, data, {"val_accuracy": 0.5})
+    # ...the saved weights are the average, not the last step's, and what is recorded is
+    # the validation of those weights.
+    assert not np.allclose(averaged.weights[0].numpy(), last[0], atol=1e-3)
+    assert summary["momentum"] == pytest.approx(0.9)
+    assert summary["last_weights_val_accuracy"] == 0.5
+    probs = averaged.predict(data["source"].plain(data["val_rows"]), verbose=0)
+    assert summary["val_accuracy"] == pytest.approx(np.mean(probs.argmax(1) == data["y_val"]))
+
+
+def test_weight_average_momentum_outside_zero_to_one_is_refused():
+    assert make_optimizer("adam", 1e-3, 0.99).use_ema
+    assert not make_optimizer("adam", 1e-3).use_ema
+    with pytest.raises(ConfigError, match="weight EMA momentum"):
+        make_optimizer("adam", 1e-3, 1.0)

@@ -156,9 +156,17 @@ def distribution_scope():
     return contextlib.nullcontext()
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, learning_rate: float,
+                   weight_ema: float = 0.0) -> keras.optimizers.Optimizer:
+    """Optimizer ``name`` at ``learning_rate``; with ``weight_ema`` it also keeps a moving
+    average of the weights (that momentum), which ``finalize_variable_values`` copies in."""
     optimizers = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
                   "rmsprop": keras.optimizers.RMSprop, "adamw": keras.optimizers.AdamW}
+    if not 0.0 <= weight_ema < 1.0:
+        raise ConfigError(f"weight EMA momentum must lie in [0, 1), got {weight_ema}")
+    if weight_ema:
+        return optimizers[name](learning_rate=learning_rate, use_ema=True,
+                                ema_momentum=weight_ema)
     return optimizers[name](learning_rate=learning_rate)
 
 

@@ -103,9 +103,9 @@ def train(config: TrainConfig, dataset: Dataset, *,
                                  on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
                                  verbose=verbose, log=log)
 
-    if config.spec().label_smoothing:  # only the features loop smooths targets
-        raise ConfigError("label smoothing applies to training on cached features (a base "
-                          "frozen through a layer) only")
+    if config.spec().label_smoothing or config.spec().weight_ema:  # the features loop's
+        raise ConfigError("label smoothing and weight averaging apply to training on cached "
+                          "features (a base frozen through a layer) only")
     warm = None
     if config.warm_start:
         # Phase 1: the head alone, on cached frozen-base features (seconds per epoch).
