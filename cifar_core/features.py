@@ -118,6 +118,11 @@ class FlipSampler:
         rng = np.random.default_rng([self.seed, int(epoch), 1])
         return rng.integers(-max_shift, max_shift + 1, size=(self.n, 2))
 
+    def cutout_centers(self, epoch: int) -> np.ndarray:
+        """Per image (in the order of ``epoch``'s draw), the (row, column) centre of its cut-out
+        window as fractions of the height and width in [0, 1), uniform; a stream of its own."""
+        return np.random.default_rng([self.seed, int(epoch), 2]).random(size=(self.n, 2))
+
 
 def translate(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     """Each map of ``batch`` (N, H, W, C) moved down by ``shifts[i, 0]`` and right by
@@ -141,6 +146,22 @@ def translate(batch: np.ndarray, shifts: np.ndarray) -> np.ndarray:
                 out[chosen] = padded[chosen, s - down:s - down + height,
                                      s - right:s - right + width]
     return out
+
+
+def cut_out(batch: np.ndarray, centers: np.ndarray, size: int) -> np.ndarray:
+    """``batch`` (N, H, W, C) with a ``size`` x ``size`` window of each map set to zero, centred
+    at ``centers[i]`` (fractions of H and W in [0, 1)) and clipped at the border (cutout).
+
+    Applied to the cached block-6 maps it hides a part of the image from blocks 7-13 (a 3-cell
+    window is about a third of the image's side), so they cannot lean on any one region.
+    """
+    height, width = batch.shape[1:3]
+    top = np.floor(centers[:, 0] * height).astype(int) - size // 2
+    left = np.floor(centers[:, 1] * width).astype(int) - size // 2
+    rows, cols = np.arange(height), np.arange(width)
+    hidden = (((rows >= top[:, None]) & (rows < top[:, None] + size))[:, :, None]
+              & ((cols >= left[:, None]) & (cols < left[:, None] + size))[:, None, :])
+    return np.where(hidden[..., None], np.zeros((), batch.dtype), batch)
 
 
 def flip_variants(spec: ModelSpec) -> tuple[str, ...]:
@@ -412,9 +433,12 @@ class CachedSource:
         self.cache = cache
 
     def batch(self, rows: np.ndarray, variants: np.ndarray,
-              shifts: np.ndarray | None = None) -> np.ndarray:
+              shifts: np.ndarray | None = None,
+              cutout: tuple[np.ndarray, int] | None = None) -> np.ndarray:
         maps = self.cache.train[variants, rows]
-        return maps if shifts is None else translate(maps, shifts)
+        if shifts is not None:
+            maps = translate(maps, shifts)
+        return maps if cutout is None else cut_out(maps, *cutout)
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
         return np.asarray(self.cache.train[0, rows])
@@ -429,10 +453,14 @@ class ImageSource:
         self.pixels_per_cell = int(pixels_per_cell)  # a shift of one map cell, in pixels
 
     def batch(self, rows: np.ndarray, variants: np.ndarray,
-              shifts: np.ndarray | None = None) -> np.ndarray:
+              shifts: np.ndarray | None = None,
+              cutout: tuple[np.ndarray, int] | None = None) -> np.ndarray:
         images = flip_images(self.images[rows], variants)
         if shifts is not None:  # the same translation, in the image's own pixels
             images = translate(images, shifts * self.pixels_per_cell)
+        if cutout is not None:  # the same window, in the image's own pixels
+            centers, size = cutout
+            images = cut_out(images, centers, size * self.pixels_per_cell)
         return images
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
@@ -447,7 +475,7 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
                  steps_per_call: int = STEPS_PER_CALL,
                  validate_each_epoch: bool = True,
                  num_variants: int = len(FLIP_VARIANTS), max_shift: int = 0,
-                 label_smoothing: float = 0.0) -> None:
+                 cutout: int = 0, label_smoothing: float = 0.0) -> None:
     """Train ``step_model`` on ``source`` with one seeded flip variant per image per epoch.
 
     The loop does what ``Model.fit`` does for ``train()``: sparse categorical cross-entropy,
@@ -461,7 +489,8 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
     last epoch only (nothing else needs it without early stopping). ``num_variants`` is how
     many flip variants the draws choose from (the first of ``FLIP_VARIANTS``); with
     ``max_shift`` each training input is also translated by a seeded random shift of up to
-    that many cells (``translate``). ``label_smoothing`` softens the training targets; the
+    that many cells (``translate``), and with ``cutout`` a seeded window of that many cells
+    a side is set to zero (``cut_out``). ``label_smoothing`` softens the training targets; the
     validation loss is always against the plain labels, comparable across recipes.
     """
     callback_model = callback_model or step_model
@@ -501,9 +530,11 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
             callback_list.on_epoch_begin(epoch)
             order, variants = sampler.epoch(epoch)
             shifts = sampler.shifts(epoch, max_shift) if max_shift > 0 else None
+            centers = sampler.cutout_centers(epoch) if cutout > 0 else None
             chunks = [slice(begin, begin + per_call) for begin in range(0, len(order), per_call)]
             loss_sum, correct_sum = 0.0, 0
-            make = partial(_chunk_inputs, source, train_rows[order], variants, shifts)
+            make = partial(_chunk_inputs, source, train_rows[order], variants, shifts,
+                           centers, cutout)
             for chunk, x in _prefetched(pool, chunks, make):
                 loss, correct = train_steps(tf.constant(x), tf.constant(y_train[order[chunk]]))
                 loss_sum += float(loss)
@@ -521,9 +552,10 @@ def fit_on_flips(step_model: keras.Model, *, source, train_rows: np.ndarray,
 
 
 def _chunk_inputs(source, rows: np.ndarray, variants: np.ndarray, shifts: np.ndarray | None,
-                  chunk: slice) -> np.ndarray:
+                  centers: np.ndarray | None, cutout: int, chunk: slice) -> np.ndarray:
     """The training inputs of positions ``chunk`` of an epoch's draw."""
-    return source.batch(rows[chunk], variants[chunk], None if shifts is None else shifts[chunk])
+    return source.batch(rows[chunk], variants[chunk], None if shifts is None else shifts[chunk],
+                        None if centers is None else (centers[chunk], cutout))
 
 
 def _prefetched(pool: ThreadPoolExecutor, chunks: list, make: Callable):
@@ -631,7 +663,8 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     data = {"source": source, "train_rows": split.train_idx, "y_train": y_all[split.train_idx],
             "val_rows": split.val_idx, "y_val": y_all[split.val_idx], "seed": config.seed,
             "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose,
-            "max_shift": max_shift, "label_smoothing": spec.label_smoothing}
+            "max_shift": max_shift, "label_smoothing": spec.label_smoothing,
+            "cutout": spec.feature_cutout if cut else 0}
 
     start = time.perf_counter()
     if spec.head_warmup_epochs and not spec.freeze_backbone:

@@ -25,6 +25,7 @@ from cifar_core.features import (
     base_layer,
     cache_key,
     cut_layer,
+    cut_out,
     feature_extractor,
     fit_on_flips,
     head_model,
@@ -167,7 +168,7 @@ def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
     assert (config.epochs, config.batch_size, config.learning_rate) == (15, 128, 3e-4)
     assert config.patience == 0  # the cosine schedule runs its course
-    assert config.validation_fraction == 0.04  # 48,000 of 50,000 images train
+    assert config.validation_fraction == 0.1  # 45,000 of 50,000 images train
     assert make_config(6).patience == 3
     assert make_config(6).validation_fraction == 0.2  # the report's split
     assert make_config(8, profile="quick").validation_fraction == 0.2
@@ -182,8 +183,11 @@ def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
 @pytest.mark.slow
 @pytest.mark.shared
 def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
-        tiny_cifar100, tmp_path):
+        tiny_cifar100, tmp_path, monkeypatch):
+    from cifar_core.models import specs
+
     weights = str(require_shared(SHARED_WEIGHTS_V1))
+    monkeypatch.setitem(specs.SPECS, 8, replace(SPEC, weight_ema=0.99))  # the option, on
     dataset = load_dataset(tiny_cifar100)
     config = make_config(8, profile="quick", epochs=2, batch_size=64, patience=0,
                          backbone_weights=weights)
@@ -197,7 +201,7 @@ def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
     assert training["epochs_run"] == 2
     # No early stopping: the saved weights are the moving average, validated as such.
     averaged = training["weight_ema"]
-    assert averaged["momentum"] == pytest.approx(SPEC.weight_ema)
+    assert averaged["momentum"] == pytest.approx(0.99)
     assert 0 <= averaged["val_accuracy"] <= 1 and 0 <= averaged["last_weights_val_accuracy"] <= 1
     assert any(line.startswith("weights averaged (EMA") for line in lines), lines
     model = load_model_safely(run / "model.keras")
@@ -231,7 +235,7 @@ class _FeatureRows:
     def __init__(self, features: np.ndarray):
         self.features = features
 
-    def batch(self, rows, variants, shifts=None):
+    def batch(self, rows, variants, shifts=None, cutout=None):
         return self.features[rows]
 
     def plain(self, rows):
@@ -277,3 +281,53 @@ def test_weight_average_momentum_outside_zero_to_one_is_refused():
     assert not make_optimizer("adam", 1e-3).use_ema
     with pytest.raises(ConfigError, match="weight EMA momentum"):
         make_optimizer("adam", 1e-3, 1.0)
+
+
+def test_cut_out_zeroes_one_clipped_window_per_map_and_keeps_the_rest():
+    maps = np.ones((3, 9, 9, 2), dtype="float16")
+    centers = np.array([[0.5, 0.5], [0.0, 0.0], [0.99, 0.3]])  # middle, corner, bottom edge
+    out = cut_out(maps, centers, 3)
+    assert out.dtype == maps.dtype and out.shape == maps.shape
+    assert not out[0, 3:6, 3:6].any() and out[0].sum() == (81 - 9) * 2  # cell 4 +- 1
+    assert not out[1, :2, :2].any() and out[1].sum() == (81 - 4) * 2  # clipped at the corner
+    assert not out[2, 7:, 1:4].any() and out[2].sum() == (81 - 6) * 2  # row 8 +- 1, col 2 +- 1
+    assert maps.all()  # the input is left as it was
+
+
+def test_cutout_centres_are_a_seeded_stream_of_their_own_in_both_sources():
+    sampler = FlipSampler(500, seed=9, num_variants=2)
+    centers = sampler.cutout_centers(0)
+    assert centers.shape == (500, 2) and centers.min() >= 0 and centers.max() < 1
+    np.testing.assert_array_equal(centers, FlipSampler(500, 9).cutout_centers(0))
+    assert not np.array_equal(centers, sampler.cutout_centers(1))
+    np.testing.assert_array_equal(sampler.shifts(0, 1), FlipSampler(500, 9).shifts(0, 1))
+    images = np.full((1, 32, 32, 3), 200, dtype="uint8")
+    middle = np.array([[0.5, 0.5]])
+    out = ImageSource(images, pixels_per_cell=4).batch(np.array([0]), np.array([0]),
+                                                       cutout=(middle, 2))
+    assert not out[0, 12:20, 12:20].any() and (out[0] == 0).sum() == 8 * 8 * 3  # 2 cells of 4 px
+
+    class Cache:
+        train = np.ones((2, 1, 9, 9, 4), dtype="float16")
+    maps = CachedSource(Cache()).batch(np.array([0]), np.array([1]), cutout=(middle, 3))
+    assert (maps[0] == 0).sum() == 9 * 4
+
+
+def test_training_with_cutout_sees_maps_with_a_hole():
+    seen = []
+
+    class Recording(_FeatureRows):
+        def batch(self, rows, variants, shifts=None, cutout=None):
+            maps = cut_out(self.features[rows], *cutout)
+            seen.append(maps)
+            return maps
+
+    features = np.ones((40, 5, 5, 2), dtype="float32")
+    head = keras.Sequential([keras.Input((5, 5, 2)), keras.layers.GlobalAveragePooling2D(),
+                             keras.layers.Dense(2, activation="softmax")])
+    fit_on_flips(head, source=Recording(features), train_rows=np.arange(40),
+                 y_train=np.arange(40) % 2, val_rows=None, y_val=None, epochs=1, batch_size=10,
+                 optimizer=make_optimizer("adam", 1e-2), seed=1, num_variants=1, cutout=2)
+    assert sum(len(m) for m in seen) == 40
+    zeros = np.concatenate([(m == 0).sum(axis=(1, 2, 3)) for m in seen])
+    assert zeros.min() >= 2 and zeros.max() == 2 * 2 * 2  # a corner cell at least, 2x2 inside

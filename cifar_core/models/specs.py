@@ -53,6 +53,9 @@ class ModelSpec:
     # Random translation of the cached maps by up to this many cells, zero-filled (training
     # only; cifar_core.features.translate). 0: none.
     feature_shift: int = 0
+    # A window of this many cells a side of each training map set to zero, centred at a seeded
+    # random cell (cutout; training only; cifar_core.features.cut_out). 0: none.
+    feature_cutout: int = 0
     # Cross-entropy against targets of 1 - eps on the true class and eps / classes on every
     # class (training on features only: cifar_core.features.fit_on_flips). 0: plain targets.
     label_smoothing: float = 0.0
@@ -123,14 +126,13 @@ MODEL_8 = replace(MODEL_6, number=8, title="Beyond the report: MobileNet at 144 
                          "where the CPU has it) on cached block-6 maps of each image and its "
                          "mirror image, shifted up to a cell; average-pooled head; label "
                          "smoothing 0.1; cosine Adam 3e-4 over 15 epochs after a 1-epoch "
-                         "head warm-up, the saved weights their moving average (momentum "
-                         "0.999); 4% held out for validation instead of 20%; test-time "
-                         "mirror averaging",
+                         "head warm-up; 10% held out for validation instead of 20%; "
+                         "test-time mirror averaging",
                   input_size=144, frozen_through="conv_pw_6_relu", fold_batch_norm=True,
                   vertical_flips=False, pooling="average", hidden_units=(), dropout=0.2,
                   head_warmup_epochs=1, learning_rate=3e-4, lr_schedule="cosine",
                   test_time_flips=True, feature_shift=1, label_smoothing=0.1, epochs=15,
-                  weight_ema=0.999, batch_size=128, patience=0, validation_fraction=0.04)
+                  batch_size=128, patience=0, validation_fraction=0.1)
 
 SPECS: dict[int, ModelSpec] = {s.number: s for s in (MODEL_1, MODEL_2, MODEL_3, MODEL_4,
                                                       MODEL_5, MODEL_6, MODEL_7, MODEL_8)}
