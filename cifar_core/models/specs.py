@@ -131,7 +131,8 @@ MODEL_8 = replace(MODEL_6, number=8, title="Beyond the report: MobileNet at 144 
                   input_size=144, frozen_through="conv_pw_6_relu", fold_batch_norm=True,
                   vertical_flips=False, pooling="average", hidden_units=(), dropout=0.2,
                   head_warmup_epochs=1, learning_rate=3e-4, lr_schedule="cosine",
-                  test_time_flips=True, feature_shift=1, label_smoothing=0.1, epochs=15,
+                  test_time_flips=True, feature_shift=1, feature_cutout=3,
+                  label_smoothing=0.1, epochs=15,
                   batch_size=128, patience=0, validation_fraction=0.1)
 
 SPECS: dict[int, ModelSpec] = {s.number: s for s in (MODEL_1, MODEL_2, MODEL_3, MODEL_4,
