@@ -631,7 +631,8 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
     spec = config.spec()
     cut = cut_layer(spec)
     num_variants = len(flip_variants(spec))
-    max_shift = spec.feature_shift if cut else 0  # shifts are for the maps at a cut only
+    # shifts and cutout are for the maps at a cut only (a whole frozen base has none)
+    max_shift, cutout = (spec.feature_shift, spec.feature_cutout) if cut else (0, 0)
     model = build_model(spec, num_outputs, backbone_weights=config.backbone_weights,
                         seed=config.seed)
     steps = int(np.ceil(len(split.train_idx) / config.batch_size))
@@ -664,7 +665,7 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
             "val_rows": split.val_idx, "y_val": y_all[split.val_idx], "seed": config.seed,
             "batch_size": config.batch_size, "num_variants": num_variants, "verbose": verbose,
             "max_shift": max_shift, "label_smoothing": spec.label_smoothing,
-            "cutout": spec.feature_cutout if cut else 0}
+            "cutout": cutout}
 
     start = time.perf_counter()
     if spec.head_warmup_epochs and not spec.freeze_backbone:
