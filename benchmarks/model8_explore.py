@@ -47,6 +47,8 @@ RECIPES = {
     "v1-128-pw9": ("mobilenet_v1", 128, "conv_pw_9_relu"),
     "v1-128-pw6": ("mobilenet_v1", 128, "conv_pw_6_relu"),
     "v1-144-pw6": ("mobilenet_v1", 144, "conv_pw_6_relu"),
+    # cut inside block 6, after its stride-2 depthwise: 9x9x256 maps, block 6's 1x1 trains
+    "v1-144-dw6": ("mobilenet_v1", 144, "conv_dw_6_relu"),
     "v2-128-b12": ("mobilenet_v2", 128, "block_12_add"),
     "v2-160-b12": ("mobilenet_v2", 160, "block_12_add"),
     "v2-128-b9": ("mobilenet_v2", 128, "block_9_add"),
