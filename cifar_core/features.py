@@ -152,8 +152,9 @@ def cut_out(batch: np.ndarray, centers: np.ndarray, size: int) -> np.ndarray:
     """``batch`` (N, H, W, C) with a ``size`` x ``size`` window of each map set to zero, centred
     at ``centers[i]`` (fractions of H and W in [0, 1)) and clipped at the border (cutout).
 
-    Applied to the cached block-6 maps it hides a part of the image from blocks 7-13 (a 3-cell
-    window is about a third of the image's side), so they cannot lean on any one region.
+    Applied to the cached block-6 maps it hides a part of the image from the layers above the
+    cut (a 3-cell window is about a third of the image's side), so they cannot lean on any one
+    region.
     """
     height, width = batch.shape[1:3]
     top = np.floor(centers[:, 0] * height).astype(int) - size // 2

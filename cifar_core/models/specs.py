@@ -105,8 +105,9 @@ MODEL_7 = replace(MODEL_6, number=7, title="+ hyperparameter search",
 
 # Beyond the report: the most accurate model this project trains on 2 CPU cores within an hour
 # (BENCHMARKS.md, "Model 8"). MobileNet sees the images upsampled to 144 px, where its ImageNet
-# features are far better than at 32 px. Its lower half (through block 6, 9x9x512 at 144 px) is
-# frozen and computed once per image and mirror image; blocks 7-13 and a new head are
+# features are far better than at 32 px. Its lower part (through block 6's stride-2 depthwise
+# convolution, 9x9x256 at 144 px: the narrowest maps at 9x9) is frozen and computed once per
+# image and mirror image; block 6's 1x1 convolution, blocks 7-13 and a new head are
 # fine-tuned on those cached maps, batch norm in inference mode throughout (folded into the
 # convolutions; the 1x1 ones then train in bfloat16 on CPUs with bfloat16 units).
 # Measured while choosing (BENCHMARKS.md): fine-tuning blocks 12-13 only reached 86% on the
@@ -118,11 +119,10 @@ MODEL_7 = replace(MODEL_6, number=7, title="+ hyperparameter search",
 # the cosine schedule runs its course instead of being cut short by early stopping. The minutes
 # that folding saved go to more training images: 10% of each class is held out, not 20%.
 # Measured (seed profile, CIFAR-10 images, 2 cores): 91.4% test top-1 in 44.8 min in all
-# (run 20261127-184047-m8-fine), cut inside block 6 (after its stride-2 depthwise: 9x9x256
-# maps, 4.7 GB cached, block 6's 1x1 fine-tuned); cut after block 6 (9x9x512, 9.3 GB): 91.4%
-# in 45.3 min (20261127-131735-m8-fine), validation 90.4% against 91.1%; 12 epochs with
-# bfloat16 depthwise layers: 91.1% in 53.4 min
-# (20261127-100524-m8-fine); 160 px for 14 epochs: 91.4% in 53.1 min (20261127-140425-m8-fine);
+# (run 20261127-184047-m8-fine; 4.7 GB cached). Cut after block 6 (9x9x512, 9.3 GB cached):
+# 91.4% in 45.3 min (20261127-131735-m8-fine), validation 90.4% against 91.1%; so, with
+# bfloat16 depthwise layers and 12 epochs: 91.1% in 53.4 min (20261127-100524-m8-fine);
+# 160 px for 14 epochs: 91.4% in 53.1 min (20261127-140425-m8-fine);
 # with the report's 20% held out: 90.7% in 47 min; at 128 px, float32: 90.4% in 52 min.
 # No gain either: a 3-cell cutout of the cached maps (feature_cutout=3): 91.3% in 45.4 min
 # (20261127-170609-m8-fine); a moving average of the weights (weight_ema=0.999) with 4% held
