@@ -167,7 +167,7 @@ def small_dataset(tmp_path_factory):
 
 def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
     config = make_config(8)
-    assert (config.epochs, config.batch_size, config.learning_rate) == (18, 128, 3e-4)
+    assert (config.epochs, config.batch_size, config.learning_rate) == (15, 128, 3e-4)
     assert config.patience == 0  # the cosine schedule runs its course
     assert config.validation_fraction == 0.1  # 45,000 of 50,000 images train
     assert make_config(6).patience == 3
