@@ -49,6 +49,11 @@ RECIPES = {
     "v1-144-pw6": ("mobilenet_v1", 144, "conv_pw_6_relu"),
     # cut inside block 6, after its stride-2 depthwise: 9x9x256 maps, block 6's 1x1 trains
     "v1-144-dw6": ("mobilenet_v1", 144, "conv_dw_6_relu"),
+    # cuts at 18x18, to fine-tune deeper: after block 5's depthwise (18x18x256: block 5's 1x1
+    # and all of block 6 train) or after block 4's stride-2 depthwise (18x18x128: from block
+    # 4's 1x1 up)
+    "v1-144-dw5": ("mobilenet_v1", 144, "conv_dw_5_relu"),
+    "v1-144-dw4": ("mobilenet_v1", 144, "conv_dw_4_relu"),
     "v2-128-b12": ("mobilenet_v2", 128, "block_12_add"),
     "v2-160-b12": ("mobilenet_v2", 160, "block_12_add"),
     "v2-128-b9": ("mobilenet_v2", 128, "block_9_add"),
