@@ -126,7 +126,10 @@ MODEL_7 = replace(MODEL_6, number=7, title="+ hyperparameter search",
 # with the report's 20% held out: 90.7% in 47 min; at 128 px, float32: 90.4% in 52 min.
 # No gain either: a 3-cell cutout of the cached maps (feature_cutout=3): 91.3% in 45.4 min
 # (20261127-170609-m8-fine); a moving average of the weights (weight_ema=0.999) with 4% held
-# out: 91.2% in 48.2 min (20261127-161328-m8-fine).
+# out: 91.2% in 48.2 min (20261127-161328-m8-fine); 18 epochs: 91.6% test but 90.7%
+# validation in 54.6 min (20261127-212630-m8-fine); the cut after block 4's stride-2 depthwise
+# (18x18x128, from block 4's 1x1 up; 1.33x the step, so 13 epochs): 91.0% in 55.4 min
+# (20261127-222409-m8-fine).
 MODEL_8 = replace(MODEL_6, number=8, title="Beyond the report: MobileNet at 144 px",
                   change="144 px input; block 6's 1x1 and blocks 7-13 fine-tuned (batch norm "
                          "folded, bfloat16 where the CPU has it) on cached maps of block 6's "
