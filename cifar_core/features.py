@@ -449,19 +449,24 @@ class ImageSource:
     """Training inputs computed on the fly: the flipped images themselves (the network runs
     the frozen base every step, as end-to-end training does)."""
 
-    def __init__(self, images: np.ndarray, pixels_per_cell: int = 1):
+    def __init__(self, images: np.ndarray, pixels_per_cell: float = 1):
         self.images = images
-        self.pixels_per_cell = int(pixels_per_cell)  # a shift of one map cell, in pixels
+        # One cell of the cut's map in pixels of the stored image: 32 / 9 for a 9x9 map, not
+        # a whole number, so each move is rounded to the nearest pixel.
+        self.pixels_per_cell = float(pixels_per_cell)
+
+    def _pixels(self, cells):
+        return np.rint(np.asarray(cells) * self.pixels_per_cell).astype(int)
 
     def batch(self, rows: np.ndarray, variants: np.ndarray,
               shifts: np.ndarray | None = None,
               cutout: tuple[np.ndarray, int] | None = None) -> np.ndarray:
         images = flip_images(self.images[rows], variants)
         if shifts is not None:  # the same translation, in the image's own pixels
-            images = translate(images, shifts * self.pixels_per_cell)
+            images = translate(images, self._pixels(shifts))
         if cutout is not None:  # the same window, in the image's own pixels
             centers, size = cutout
-            images = cut_out(images, centers, size * self.pixels_per_cell)
+            images = cut_out(images, centers, int(self._pixels(size)))
         return images
 
     def plain(self, rows: np.ndarray) -> np.ndarray:
@@ -659,7 +664,7 @@ def train_on_features(config, dataset: Dataset, split: Split, *, num_outputs: in
         pixels_per_cell = 1
         if max_shift:  # one cell of the cut's map, in pixels of the stored images
             map_size = base_layer(model).get_layer(cut).output.shape[1]
-            pixels_per_cell = dataset.x_train.shape[1] // map_size
+            pixels_per_cell = dataset.x_train.shape[1] / map_size
         source = ImageSource(dataset.x_train, pixels_per_cell)
         step_model = trunk_model(model)
     data = {"source": source, "train_rows": split.train_idx, "y_train": y_all[split.train_idx],

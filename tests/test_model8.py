@@ -138,6 +138,13 @@ def test_both_sources_apply_the_shift_images_in_pixels_per_cell():
     np.testing.assert_array_equal(shifted[1, 4:], images[0, :-4, ::-1])  # mirrored, 4 px down
     assert not shifted[0, :, :4].any()
     assert shifted.dtype == np.uint8  # stored dtype: the training graph casts (fewer bytes)
+    # A cell that is not a whole number of pixels (an 18x18 map of a 32-px image: 1.78 px):
+    # each move is rounded to the nearest pixel, 2 cells to 4 px, 1 cell to 2 px.
+    finer = ImageSource(images, pixels_per_cell=32 / 18).batch(
+        rows, variants, np.array([[0, 2], [-1, 0]]))
+    np.testing.assert_array_equal(finer[0, :, 4:], images[2, :, :-4])
+    np.testing.assert_array_equal(finer[1, :-2], images[0, 2:, ::-1])  # mirrored, 2 px up
+    assert not finer[1, -2:].any()
 
     class Cache:  # the one attribute CachedSource reads: maps by (variant, row)
         train = np.random.default_rng(6).normal(size=(2, 3, 8, 8, 4)).astype("float16")
