@@ -354,10 +354,14 @@ def cmd_bench(args) -> int:
             backbone_weights=settings.backbone_weights(args.backbone_weights),
             overrides={"epochs": args.epochs}, reuse=args.reuse,
             log=lambda line: print(line, flush=True))
+    # The recorded command is one a reader can rerun to get (or refresh in place) this block:
+    # every option that changes the rows or the block's name, not the paths of this machine.
     command = "cifar-core bench " + " ".join(
         part for part in (f"--models {args.models}", f"--profile {args.profile}",
                           f"--labels {args.labels}" if args.labels != "fine" else "",
                           f"--epochs {args.epochs}" if args.epochs else "",
+                          f"--seed {args.seed}" if args.seed is not None else "",
+                          f"--section {args.section}" if args.section else "",
                           f"--reuse {' '.join(args.reuse)}" if args.reuse else "") if part)
     body = render_markdown(rows, dataset=dataset, profile=args.profile,
                            seed=args.seed if args.seed is not None else DEFAULT_SEED,
