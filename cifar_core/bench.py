@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from cifar_core.errors import ConfigError
+from cifar_core.models.specs import spec_differences
 from cifar_core.runs.files import atomic_write_text
 from cifar_core.runs.provenance import environment_info
 from cifar_core.runs.store import load_run
@@ -172,8 +173,8 @@ def _budget_differs(hyperparameters: dict, expected) -> bool:
 def reusable_runs(refs: list[str], configs: list, dataset: dict,
                   artifacts: str | None) -> dict[int, Path]:
     """Model number -> run folder for each ``refs`` entry, after checking that it is a completed
-    run of one of ``configs`` (model, labels, profile, seed, training budget and split) on the
-    same data (content hash)."""
+    run of one of ``configs`` (model, labels, profile, seed, training budget and split), trained
+    from the model's current spec (``spec_differences``), on the same data (content hash)."""
     from cifar_core.runs.store import resolve_run_ref
 
     wanted = {config.model: config for config in configs}
@@ -194,6 +195,9 @@ def reusable_runs(refs: list[str], configs: list, dataset: dict,
         elif _budget_differs(config.get("hyperparameters") or {}, expected):
             problems.append("another training budget or split (epochs, batch size, patience, "
                             "validation fraction or learning rate)")
+        elif differences := spec_differences(config.get("model"), expected.spec()):
+            problems.append(f"trained from another spec of model {number} "
+                            f"({'; '.join(differences)})")
         if (config.get("dataset") or {}).get("sha256") != dataset.get("sha256"):
             problems.append("another data set (content hash differs)")
         if number in chosen:

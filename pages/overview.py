@@ -62,14 +62,16 @@ groups = {key: group for key, group in run_analysis.runs_by_model(records, scope
           if len(group) > 1}
 if groups:
     with st.expander("Which run counts for each model", expanded=False):
-        st.caption("Several completed runs exist for these models; the latest counts unless "
-                   "you choose another.")
+        st.caption("Several completed runs exist for these models; the latest trained from "
+                   "the model's current spec counts unless you choose another (*earlier "
+                   "spec*: trained by code where the model was defined differently).")
         for key, group in groups.items():
             ids = [r.run_id for r in group]
             wanted = choices.get(run_analysis.choice_key(key))
+            if wanted not in ids:
+                wanted = run_analysis.default_counting_run(group).run_id
             chosen = st.selectbox(
-                f"Model {key[0]} ({key[1]} labels)", ids,
-                index=ids.index(wanted) if wanted in ids else 0,
+                f"Model {key[0]} ({key[1]} labels)", ids, index=ids.index(wanted),
                 format_func={r.run_id: run_analysis.run_label(r) for r in group}.get,
                 key=f"counting-{run_analysis.choice_key(key)}")
             choices[run_analysis.choice_key(key)] = chosen

@@ -98,6 +98,30 @@ def test_latest_completed_run_counts_unless_the_user_chooses(more_runs):
     assert stale[(1, "fine")].run_id == newest.run_id
 
 
+def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, fine1):
+    """A run trained before the spec changed (a reverted trial, an older recipe) still says
+    "model 1"; the latest run of the current spec counts unless the user picks the other."""
+    shutil.copytree(fine1.path, tmp_path / "runs" / fine1.run_id)
+    trial = _copy_run(fine1, tmp_path, "29990101-000000-m1-fine")
+    config = json.loads((trial / "config.json").read_text())
+    config["model"]["conv_filters"] = 32
+    (trial / "config.json").write_text(json.dumps(config))
+    run = json.loads((trial / "run.json").read_text())
+    run["created_at"] = "2999-01-01T00:00:00+00:00"
+    (trial / "run.json").write_text(json.dumps(run))
+
+    records = list_runs(tmp_path)
+    newest, current = ra.runs_by_model(records)[(1, "fine")]
+    assert newest.run_id == trial.name and current.run_id == fine1.run_id
+    assert not ra.is_current_spec(newest) and ra.is_current_spec(current)
+    assert ra.choose_counting_runs(records)[(1, "fine")].run_id == fine1.run_id
+    assert ra.choose_counting_runs(records, {"1-fine": trial.name})[(1, "fine")] == newest
+    assert "earlier spec" in ra.run_label(newest) and "earlier spec" not in ra.run_label(current)
+    # With no run of the current spec left, the latest counts: the model is never hidden.
+    only_trial = [r for r in records if r.run_id != fine1.run_id]
+    assert ra.choose_counting_runs(only_trial)[(1, "fine")].run_id == trial.name
+
+
 def test_runs_of_different_data_sets_are_never_mixed(more_runs):
     records = list_runs(more_runs)
     datasets = ra.datasets_of(records)

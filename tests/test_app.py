@@ -204,6 +204,24 @@ def test_overview_lets_the_user_choose_the_counting_run(tmp_path, fixture_runs):
         any(older in c.value for c in at.caption)
 
 
+def test_overview_counts_the_current_spec_over_a_newer_run_of_an_earlier_one(tmp_path,
+                                                                             fixture_runs):
+    shutil.copytree(fixture_runs / "runs", tmp_path / "runs")
+    fine1 = next(r for r in list_runs(tmp_path) if r.model_number == 1 and r.label_set == "fine")
+    trial = _copy_run(fine1.path, tmp_path, "29990101-000000-m1-fine",
+                      created_at="2999-01-01T00:00:00+00:00")
+    config = json.loads((trial / "config.json").read_text())
+    config["model"]["conv_filters"] = 32  # trained when model 1 was defined otherwise
+    (trial / "config.json").write_text(json.dumps(config))
+    at = _open(_app(tmp_path), "overview")
+    for _ in range(2):  # the picker's default must not turn into a choice of the newest run
+        rows = at.dataframe[0].value.set_index("run id")
+        assert rows.loc[fine1.run_id, "counts"] and not rows.loc[trial.name, "counts"]
+        assert at.selectbox(key="counting-1-fine").value == fine1.run_id
+        at.run()
+    _no_errors(at)
+
+
 def test_a_finished_run_appears_without_restart(tmp_path, fixture_runs):
     first, *others = sorted((fixture_runs / "runs").iterdir())
     shutil.copytree(first, tmp_path / "runs" / first.name)

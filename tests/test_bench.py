@@ -114,3 +114,23 @@ def test_bench_command_records_a_command_that_refreshes_its_block_in_place(tmp_p
     assert second.count("<!-- BEGIN generated: tiny -->") == 1
     assert second.count("## Model 1 on") == 1 and "Hand-written notes." in second
     assert f"--section tiny --reuse {run.run_id}`" in second and "(reused)" in second
+
+
+def test_a_run_of_another_spec_of_the_model_is_not_reused(tmp_path, fixture_runs):
+    """Same model number, budget and data, but trained by code where the model was defined
+    otherwise (a reverted trial): not a row of this model."""
+    import json
+    import shutil
+
+    first = next(r for r in list_runs(str(fixture_runs))
+                 if r.model_number == 1 and r.label_set == "fine")
+    shutil.copytree(first.path, tmp_path / "runs" / first.run_id)
+    config_file = tmp_path / "runs" / first.run_id / "config.json"
+    config = json.loads(config_file.read_text())
+    configs = [make_config(1, profile=config["profile"], epochs=1, batch_size=32)]
+    assert reusable_runs([first.run_id], configs, config["dataset"], str(tmp_path))
+
+    config["model"]["conv_filters"] = 32
+    config_file.write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"another spec of model 1 \(conv_filters: 32 -> 10\)"):
+        reusable_runs([first.run_id], configs, config["dataset"], str(tmp_path))

@@ -11,6 +11,7 @@ from conftest import SHARED_WEIGHTS_V1, require_shared
 from cifar_core.errors import BackboneWeightsError, ConfigError
 from cifar_core.models import SPECS, get_spec
 from cifar_core.models.builder import build_model
+from cifar_core.models.specs import spec_differences
 
 IDENTITY_FIELDS = {"number", "title", "change"}
 
@@ -92,3 +93,23 @@ def test_missing_weights_file_is_a_clear_error(tmp_path):
 def test_unknown_model_number_is_refused():
     with pytest.raises(ConfigError, match="unknown model 99"):
         get_spec(99)
+
+
+def test_spec_differences_name_what_a_run_trained_differently():
+    current = SPECS[8].to_dict()
+    assert spec_differences(current, SPECS[8]) == []
+    trial = {**current, "frozen_through": "conv_dw_4_relu", "epochs": 13,
+             "change": "reworded", "title": "renamed"}  # prose is not a difference
+    assert spec_differences(trial, SPECS[8]) == [
+        "frozen_through: 'conv_dw_4_relu' -> 'conv_dw_6_relu'", "epochs: 13 -> 15"]
+    # A field older code did not record counts as its default then.
+    older = {k: v for k, v in current.items() if k != "feature_cutout"}
+    assert spec_differences(older, SPECS[8]) == []
+    assert spec_differences({**older, "feature_cutout": 3}, SPECS[8]) == ["feature_cutout: 3 -> 0"]
+    # JSON gives lists for tuples; model 7 records the head its search chose.
+    assert spec_differences({**SPECS[6].to_dict(), "hidden_units": [128, 64]}, SPECS[6]) == []
+    assert spec_differences({**SPECS[6].to_dict(), "hidden_units": [1024, 64]}, SPECS[6]) == [
+        "hidden_units: [1024, 64] -> [128, 64]"]
+    assert spec_differences({**SPECS[7].to_dict(), "hidden_units": [1024, 64],
+                             "dropout": 0.4}, SPECS[7]) == []
+    assert spec_differences(None, SPECS[8]) == []  # no spec recorded: nothing to hold against

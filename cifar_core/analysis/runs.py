@@ -1,9 +1,10 @@
 """Which runs count, and the rows the Overview, the presentation and the report show.
 
 Several runs may exist for one model (reruns, other profiles, other data). For each
-(model, label set) one run *counts* in the progression: the latest completed run by default,
-or the one the user chose. Runs trained on different data sets are never mixed in one
-progression: every view is scoped to one data set, identified by name and content hash.
+(model, label set) one run *counts* in the progression: by default the latest completed run
+trained from the model's current spec, or the one the user chose. Runs trained on different
+data sets are never mixed in one progression: every view is scoped to one data set, identified
+by name and content hash.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cifar_core.cli import run_summary
-from cifar_core.models.specs import SPECS
+from cifar_core.models.specs import SPECS, spec_differences
 from cifar_core.runs.store import (
     CONFIG_FILE,
     METRICS_FILE,
@@ -113,19 +114,34 @@ def runs_by_model(records: Iterable[RunRecord], dataset: str | None = None
 
 def choose_counting_runs(records: Iterable[RunRecord], choices: Mapping[str, str] | None = None,
                          dataset: str | None = None) -> dict[RunKey, RunRecord]:
-    """The run that counts for each (model, labels): the user's choice, else the latest.
+    """The run that counts for each (model, labels): the user's choice, else the latest
+    trained from the model's current spec, else the latest.
 
     ``choices`` maps ``choice_key`` to a run id; a choice naming a run that is gone, not
-    completed or of another model falls back to the latest, so a stale choice never hides a
-    model from the progression.
+    completed or of another model falls back to the default, so a stale choice never hides a
+    model from the progression. Preferring the current spec keeps a run of an earlier or a
+    trial recipe (its folder still says "model 8") from standing for the model by default.
     """
     choices = choices or {}
     counting = {}
     for key, group in runs_by_model(records, dataset).items():
         wanted = choices.get(choice_key(key))
-        chosen = next((r for r in group if r.run_id == wanted), group[0])
-        counting[key] = chosen
+        counting[key] = next((r for r in group if r.run_id == wanted),
+                             default_counting_run(group))
     return counting
+
+
+def default_counting_run(group: list[RunRecord]) -> RunRecord:
+    """Of one model's usable runs (newest first), the one that counts unless the user
+    chooses: the latest trained from the current spec, else the latest."""
+    return next((r for r in group if is_current_spec(r)), group[0])
+
+
+def is_current_spec(record: RunRecord) -> bool:
+    """Whether ``record`` was trained from its model's spec as the code defines it now
+    (runs that record no spec, from older code, count as current)."""
+    spec = SPECS.get(record.model_number)
+    return spec is not None and not spec_differences((record.config or {}).get("model"), spec)
 
 
 @dataclass(frozen=True)
@@ -217,6 +233,8 @@ def run_label(record: RunRecord) -> str:
         parts.append(f"{100 * top1:.1f}%")
     elif record.status != "completed":
         parts.append(record.status)
+    if record.config and not is_current_spec(record):
+        parts.append("earlier spec")
     parts.append(record.run_id)
     return " · ".join(parts)
 

@@ -9,7 +9,7 @@ to, labelled as the report's: they are reference markers, never our measurements
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import MISSING, asdict, dataclass, fields, replace
 from typing import Literal
 
 from cifar_core.errors import ConfigError
@@ -161,3 +161,37 @@ def get_spec(number: int) -> ModelSpec:
     except (KeyError, ValueError, TypeError):
         raise ConfigError(f"unknown model {number!r}; choose one of "
                           f"{', '.join(map(str, sorted(SPECS)))}") from None
+
+
+# Fields that describe a spec rather than define what is trained, and the values model 7's
+# search chooses (its run records the chosen ones in place of the spec's).
+DESCRIPTIVE_FIELDS = ("title", "change")
+SEARCHED_FIELDS = ("hidden_units", "dropout", "learning_rate", "optimizer")
+
+
+def spec_differences(recorded: dict | None, spec: ModelSpec) -> list[str]:
+    """The fields where the spec a run recorded (its ``config.json`` ``model``) trains
+    something other than ``spec``, as ``"name: recorded -> spec"``; empty when they match.
+
+    A run keeps the spec of the code that trained it, so after a spec changes (a reverted
+    trial, a new recipe) its folder still says "model 8" but holds another model. A field the
+    run does not record (older code, before the field existed) counts as its default then, and
+    a run that records no spec at all is not held against any. Titles and descriptions are
+    prose; for a searched model, the searched values are the run's own.
+    """
+    if not recorded:
+        return []
+    current = spec.to_dict()
+    ignored = DESCRIPTIVE_FIELDS + (SEARCHED_FIELDS if spec.hyperparameter_search else ())
+    differences = []
+    for field in fields(ModelSpec):
+        if field.name in ignored:
+            continue
+        default = field.default if field.default is not MISSING else None
+        value = recorded.get(field.name, default)
+        wanted = current[field.name]
+        if isinstance(wanted, list | tuple):
+            value, wanted = list(value or ()), list(wanted)
+        if value != wanted:
+            differences.append(f"{field.name}: {value!r} -> {wanted!r}")
+    return differences
