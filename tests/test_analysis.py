@@ -117,6 +117,9 @@ def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, fine
     assert ra.choose_counting_runs(records)[(1, "fine")].run_id == fine1.run_id
     assert ra.choose_counting_runs(records, {"1-fine": trial.name})[(1, "fine")] == newest
     assert "earlier spec" in ra.run_label(newest) and "earlier spec" not in ra.run_label(current)
+    problems = ra.runs_table(records).set_index("run id")["problems"]
+    assert problems[trial.name] == "earlier spec (conv_filters: 32 -> 10)"
+    assert problems[fine1.run_id] == ""
     # With no run of the current spec left, the latest counts: the model is never hidden.
     only_trial = [r for r in records if r.run_id != fine1.run_id]
     assert ra.choose_counting_runs(only_trial)[(1, "fine")].run_id == trial.name

@@ -140,8 +140,12 @@ def default_counting_run(group: list[RunRecord]) -> RunRecord:
 def is_current_spec(record: RunRecord) -> bool:
     """Whether ``record`` was trained from its model's spec as the code defines it now
     (runs that record no spec, from older code, count as current)."""
+    return record.model_number in SPECS and not _spec_changes(record)
+
+
+def _spec_changes(record: RunRecord) -> list[str]:
     spec = SPECS.get(record.model_number)
-    return spec is not None and not spec_differences((record.config or {}).get("model"), spec)
+    return spec_differences((record.config or {}).get("model"), spec) if spec else []
 
 
 @dataclass(frozen=True)
@@ -203,6 +207,8 @@ def runs_table(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord
         notes = list(summary["problems"])
         if summary["error"] and record.status in ("failed", "stopped"):
             notes.append(str(summary["error"]))
+        if differences := _spec_changes(record):
+            notes.append(f"earlier spec ({'; '.join(differences)})")
         rows.append({
             "run id": record.run_id,
             "model": summary["model"],
@@ -233,7 +239,7 @@ def run_label(record: RunRecord) -> str:
         parts.append(f"{100 * top1:.1f}%")
     elif record.status != "completed":
         parts.append(record.status)
-    if record.config and not is_current_spec(record):
+    if _spec_changes(record):
         parts.append("earlier spec")
     parts.append(record.run_id)
     return " · ".join(parts)
