@@ -120,6 +120,15 @@ def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, fine
     problems = ra.runs_table(records).set_index("run id")["problems"]
     assert problems[trial.name] == "earlier spec (conv_filters: 32 -> 10)"
     assert problems[fine1.run_id] == ""
+    # A head chosen for the run (as model 7's search or --freeze-base do) is the run's own,
+    # not an earlier spec.
+    own_head = json.loads((fine1.path / "config.json").read_text())
+    own_head["model"]["hidden_units"] = own_head["hyperparameters"]["hidden_units"] = [32]
+    variant = ra.RunRecord(run_id="variant", path=fine1.path, status="completed",
+                           config=own_head, metrics=fine1.metrics)
+    assert ra.is_current_spec(variant) and "earlier spec" not in ra.run_label(variant)
+    own_head["hyperparameters"]["hidden_units"] = None  # the same head, not asked for: older
+    assert not ra.is_current_spec(variant)
     # With no run of the current spec left, the latest counts: the model is never hidden.
     only_trial = [r for r in records if r.run_id != fine1.run_id]
     assert ra.choose_counting_runs(only_trial)[(1, "fine")].run_id == trial.name

@@ -25,6 +25,7 @@ from cifar_core.runs.store import (
     RunRecord,
     runs_root,
 )
+from cifar_core.training.config import current_spec_for_run
 
 RunKey = tuple[int, str]  # (model number, label set)
 
@@ -144,8 +145,11 @@ def is_current_spec(record: RunRecord) -> bool:
 
 
 def _spec_changes(record: RunRecord) -> list[str]:
-    spec = SPECS.get(record.model_number)
-    return spec_differences((record.config or {}).get("model"), spec) if spec else []
+    if record.model_number not in SPECS:
+        return []
+    config = record.config or {}
+    expected = current_spec_for_run(record.model_number, config.get("hyperparameters") or {})
+    return spec_differences(config.get("model"), expected)
 
 
 @dataclass(frozen=True)
