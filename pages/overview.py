@@ -60,6 +60,7 @@ if len(datasets) > 1:
 choices = st.session_state.setdefault(_ui.CHOICES_KEY, {})
 groups = {key: group for key, group in run_analysis.runs_by_model(records, scope).items()
           if len(group) > 1}
+counted = run_analysis.choose_counting_runs(records, choices, scope)  # each picker's default
 if groups:
     with st.expander("Which run counts for each model", expanded=False):
         st.caption("Several completed runs exist for these models; the latest trained from "
@@ -67,11 +68,8 @@ if groups:
                    "spec*: trained by code where the model was defined differently).")
         for key, group in groups.items():
             ids = [r.run_id for r in group]
-            wanted = choices.get(run_analysis.choice_key(key))
-            if wanted not in ids:
-                wanted = run_analysis.default_counting_run(group).run_id
             chosen = st.selectbox(
-                f"Model {key[0]} ({key[1]} labels)", ids, index=ids.index(wanted),
+                f"Model {key[0]} ({key[1]} labels)", ids, index=ids.index(counted[key].run_id),
                 format_func={r.run_id: run_analysis.run_label(r) for r in group}.get,
                 key=f"counting-{run_analysis.choice_key(key)}")
             choices[run_analysis.choice_key(key)] = chosen

@@ -70,11 +70,11 @@ def more_runs(tmp_path_factory, fixture_runs, tiny_cifar100, tiny_image_folder):
     return artifacts
 
 
-def _copy_run(record, root, new_id):
+def _copy_run(record, root, new_id, **run_fields):
     target = root / "runs" / new_id
     shutil.copytree(record.path, target)
     run = json.loads((target / "run.json").read_text())
-    run["run_id"] = new_id
+    run.update(run_id=new_id, **run_fields)
     (target / "run.json").write_text(json.dumps(run))
     return target
 
@@ -102,13 +102,11 @@ def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, fine
     """A run trained before the spec changed (a reverted trial, an older recipe) still says
     "model 1"; the latest run of the current spec counts unless the user picks the other."""
     shutil.copytree(fine1.path, tmp_path / "runs" / fine1.run_id)
-    trial = _copy_run(fine1, tmp_path, "29990101-000000-m1-fine")
+    trial = _copy_run(fine1, tmp_path, "29990101-000000-m1-fine",
+                      created_at="2999-01-01T00:00:00+00:00")
     config = json.loads((trial / "config.json").read_text())
     config["model"]["conv_filters"] = 32
     (trial / "config.json").write_text(json.dumps(config))
-    run = json.loads((trial / "run.json").read_text())
-    run["created_at"] = "2999-01-01T00:00:00+00:00"
-    (trial / "run.json").write_text(json.dumps(run))
 
     records = list_runs(tmp_path)
     newest, current = ra.runs_by_model(records)[(1, "fine")]

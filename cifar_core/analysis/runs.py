@@ -127,15 +127,9 @@ def choose_counting_runs(records: Iterable[RunRecord], choices: Mapping[str, str
     counting = {}
     for key, group in runs_by_model(records, dataset).items():
         wanted = choices.get(choice_key(key))
-        counting[key] = next((r for r in group if r.run_id == wanted),
-                             default_counting_run(group))
+        counting[key] = (next((r for r in group if r.run_id == wanted), None)
+                         or next((r for r in group if is_current_spec(r)), group[0]))
     return counting
-
-
-def default_counting_run(group: list[RunRecord]) -> RunRecord:
-    """Of one model's usable runs (newest first), the one that counts unless the user
-    chooses: the latest trained from the current spec, else the latest."""
-    return next((r for r in group if is_current_spec(r)), group[0])
 
 
 def is_current_spec(record: RunRecord) -> bool:

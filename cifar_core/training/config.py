@@ -92,11 +92,11 @@ class TrainConfig:
 def current_spec_for_run(model: int, hyperparameters: dict) -> ModelSpec:
     """The spec today's code gives a run of ``model`` with these recorded hyperparameters
     (``config.json``): the model's spec with the run's own head and freezing overrides, so a
-    run can be compared with it field by field (``cifar_core.models.specs.spec_differences``)."""
-    overrides = {key: hyperparameters.get(key) for key in ("hidden_units", "dropout",
-                                                           "freeze_base")}
-    return TrainConfig(model=model, **{k: v for k, v in overrides.items()
-                                       if v is not None}).spec()
+    run can be compared with it field by field (``cifar_core.models.specs.spec_differences``).
+    ``TrainConfig.spec`` alone decides which recorded values shape the spec."""
+    known = {f.name for f in fields(TrainConfig)} - {"model"}
+    return TrainConfig(model=model, **{k: v for k, v in hyperparameters.items()
+                                       if k in known and v is not None}).spec()
 
 
 def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
