@@ -22,6 +22,7 @@ SECTIONS = {
                 ("classify", "Classify", ":material/image_search:")],
 }
 
+_ui.use_app_navigation()
 st.set_page_config(page_title=_ui.APP_TITLE, page_icon=":material/insights:", layout="wide")
 navigation = st.navigation({
     section: [st.Page(f"pages/{name}.py", title=title, icon=icon, default=name == "overview")

@@ -178,6 +178,24 @@ def resume_jobs() -> None:
         _resume_jobs_once(artifacts())
 
 
+def use_app_navigation() -> None:
+    """Make this server process use app.py's navigation, also for its very first run.
+
+    Streamlit decides once per process whether the app uses the old ``pages/`` folder
+    navigation, and until ``st.navigation`` has run once it assumes so because ``pages/``
+    exists: the first visit after start-up then gets a sidebar listing every file of
+    ``pages/`` (``ui`` and ``app`` among them), and a deep link runs its page without
+    app.py. Turning the flag off and rerunning sends even that first run through app.py.
+    If a Streamlit release renames the flag, this does nothing and ``page_frame`` still
+    draws the sidebar.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if getattr(PagesManager, "uses_pages_directory", None):
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def sidebar() -> None:
     """The shared frame, drawn by app.py on every run: artifacts, data source, run picker."""
     _draw_sidebar()
@@ -193,6 +211,7 @@ def page_frame() -> None:
     its sidebar and the run choice survives.
     """
     if not getattr(_frame, "drawn", False):
+        use_app_navigation()
         _draw_sidebar()
     _frame.drawn = False
 

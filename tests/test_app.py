@@ -143,6 +143,26 @@ def test_confusion_page_cell_choice_shows_its_images(dashboard_runs):
     assert fine_chart["data"][0]["x"][-1] == "(other superclasses)"
 
 
+def test_confusion_pair_resets_to_the_new_runs_own_when_the_run_changes(dashboard_runs):
+    records = list_runs(dashboard_runs)
+    fine = next(r for r in records if r.model_number == 1 and r.label_set == "fine")
+    other = next(r for r in records if r.model_number == 5)
+    at = _open(_app(dashboard_runs, run_id=fine.run_id), "confusion")
+    matrix = np.asarray(fine.metrics["confusion_superclass"])
+    empty = np.argwhere(matrix == 0)[0]  # a pair with no images in this run
+    at.selectbox(key="confusion-true").set_value(f"super_{empty[0]:02d}")
+    at.selectbox(key="confusion-predicted").set_value(f"super_{empty[1]:02d}").run()
+    assert any("**0 test images**" in m.value for m in at.markdown)
+    at.sidebar.selectbox[0].set_value(other.run_id).run()
+    _no_errors(at)
+    new = np.asarray(other.metrics["confusion_superclass"])
+    off_diagonal = new - np.diag(np.diag(new))
+    i, j = (at.selectbox(key=k).value for k in ("confusion-true", "confusion-predicted"))
+    shown = new[int(i[-2:]), int(j[-2:])]
+    assert shown == off_diagonal.max() > 0  # the new run's most confused pair
+    assert any(f"**{shown} test images**" in m.value for m in at.markdown)
+
+
 def test_augmentation_page_is_seeded(dashboard_runs):
     at = _open(_app(dashboard_runs), "augmentation")
     _no_errors(at)

@@ -10,6 +10,7 @@ from cifar_core.analysis import classes as ca
 from cifar_core.analysis import images as ia
 from cifar_core.analysis import runs as ra
 from cifar_core.analysis import trials as ta
+from cifar_core.analysis.names import readable
 from cifar_core.charts.augmentation import augmentation_figure
 from cifar_core.charts.classes import (
     class_difference_figure,
@@ -126,13 +127,17 @@ def test_confusion_heatmap_counts_percent_and_selectable_cells(fine1):
     counts = confusion_figure(matrix, names)
     heat = counts.data[0]
     assert np.array_equal(np.asarray(heat.z), matrix)
-    assert list(heat.x) == names and list(heat.y) == names
+    assert list(heat.x) == [readable(n) for n in names] == list(heat.y)
     assert counts.layout.yaxis.autorange == "reversed"
     cells = counts.data[1]
     assert len(cells.x) == 400
     point = {"customdata": list(cells.customdata[47])}
     assert selected_cell([point]) == (2, 7)
-    assert cells.x[47] == names[7] and cells.y[47] == names[2]
+    assert cells.x[47] == readable(names[7]) and cells.y[47] == readable(names[2])
+    assert cells.customdata[47][2] == matrix[2, 7]
+    # plotly selects on click only what is hovered: the markers must be hoverable
+    assert cells.hoverinfo != "skip" and "predicted" in cells.hovertemplate
+    assert heat.hoverinfo == "skip"
     percent = confusion_figure(matrix, names, normalize=True, selectable=False)
     assert len(percent.data) == 1
     rows = np.asarray(percent.data[0].z)
@@ -144,14 +149,23 @@ def test_confusion_heatmap_counts_percent_and_selectable_cells(fine1):
 
 def test_selected_cell_ignores_points_without_cells():
     assert selected_cell(None) is None
-    assert selected_cell([{"x": "a"}, {"customdata": ["bad", 1]}]) is None
-    assert selected_cell([{"x": "a"}, {"customdata": [3, 4]}]) == (3, 4)
+    assert selected_cell([{"x": "a"}, {"customdata": ["bad", 1, 0, 0]}]) is None
+    assert selected_cell([{"x": "a"}, {"customdata": [3, 4, 9, 50.0]}]) == (3, 4)
+    # a heatmap point's [count, share] is not a cell
+    assert selected_cell([{"customdata": [3, 4]}]) is None
+
+
+def test_selected_cell_reads_customdata_as_streamlit_sends_it_from_the_browser():
+    point = {"curve_number": 1, "point_index": 25, "customdata": {"0": 1, "1": 5, "2": 0,
+                                                                   "3": 0.0}}
+    assert selected_cell([point]) == (1, 5)
 
 
 def test_fine_confusion_within_superclass_figure(fine1):
     matrix, rows, columns = ca.fine_confusion_within(fine1.metrics, "super_07")
     fig = confusion_figure(matrix, rows, columns, selectable=False)
-    assert list(fig.data[0].x) == columns and columns[-1] == ca.OTHER_COLUMN
+    assert list(fig.data[0].x) == [readable(c) for c in columns]
+    assert columns[-1] == ca.OTHER_COLUMN
     assert np.array_equal(np.asarray(fig.data[0].z), matrix)
 
 

@@ -8,6 +8,7 @@
 - ``classify``  decode, classify and explain one uploaded file
 - ``trials``    model 7's ``trials.csv``
 - ``report``    headline numbers, the self-contained HTML report, CSV exports
+- ``names``     class and superclass names in words, for what people read
 
 Modules that need TensorFlow (``classify``, ``saliency`` at call time, the augmentation
 preview) import it lazily, so the pages that only read run folders start fast.

@@ -1,0 +1,24 @@
+"""Class and superclass names as people read them.
+
+CIFAR-100's archive names classes as identifiers (``maple_tree``, ``fruit_and_vegetables``);
+the dashboard and the reports show them in words. Data, keys and CSV files keep the raw
+names, so only what a person reads goes through :func:`readable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+def readable(name: object) -> str:
+    """``"fruit_and_vegetables"`` -> ``"fruit and vegetables"``; other text unchanged.
+
+    Underscores become spaces and runs of white space fold to one; case is kept, so an
+    image-folder data set's own spelling (``"Golden Retriever"``) shows as it was written.
+    """
+    return " ".join(str(name).replace("_", " ").split())
+
+
+def readable_all(names: Iterable[object]) -> list[str]:
+    """:func:`readable` of each name, in order."""
+    return [readable(name) for name in names]
