@@ -69,5 +69,7 @@ def fixture_runs(tmp_path_factory, tiny_cifar100) -> Path:
 
 def require_shared(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"{path} is absent: the ../shared assets (see DEVELOPERS.md) are needed")
+        pytest.skip(f"{path} is absent: this test needs {path.name} from the project's "
+                    "shared assets folder (a 'shared' folder beside the checkout, or "
+                    "CIFAR_CORE_SHARED=DIR pointing at one that holds data/ and weights/)")
     return path
