@@ -15,10 +15,11 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ banner quiet
 
 from cifar_core import settings
-from cifar_core.errors import CifarCoreError
+from cifar_core.errors import CifarCoreError, RunStopped
 
 EXIT_ERROR = 2  # bad input or a failed run
 EXIT_PARTIAL = 1  # predict: some files could not be classified
+EXIT_STOPPED = 143  # 128 + SIGTERM, as a process ended by the signal reports it
 
 
 def _int_at_least(minimum: int):
@@ -429,6 +430,9 @@ def main(argv: list[str] | None = None) -> int:
     except CifarCoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
+    except RunStopped as exc:  # a stop asked for: where it stopped, no traceback
+        print(exc, flush=True)
+        return EXIT_STOPPED
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -27,3 +27,12 @@ class BackboneWeightsError(CifarCoreError):
 
 class RunFolderError(CifarCoreError):
     """A run folder is missing, unreadable, of another schema version, or outside the root."""
+
+
+class RunStopped(Exception):
+    """The user asked the run to stop (SIGTERM from the app's Stop button, or Ctrl-C).
+
+    Not a ``CifarCoreError``: a stop is not an error. Its message says where the run
+    stopped ("Stopped by the user at epoch 3 of 40 (2 finished)"), one plain line for the
+    log instead of a traceback.
+    """

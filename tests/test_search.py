@@ -120,6 +120,11 @@ def _rows(path: Path) -> list[dict]:
 def test_cached_search_writes_its_trials_and_resumes_with_more(tiny_cifar100, tmp_path):
     dataset = load_dataset(tiny_cifar100)
     writer = RunWriter.create(str(tmp_path), "m7-fine", status="running")
+    reports = []
+    report_phase = writer.report_phase
+    writer.report_phase = lambda phase, done, total, **kw: (
+        reports.append((phase, done, total, kw.get("unit"))),
+        report_phase(phase, done, total, **kw))
     logs: list[str] = []
     settings = {**TINY_SEARCH, "grid_folds": 1}  # stage 2 on the first fold only
     chosen = run_model7_search(make_config(7, **settings), dataset, writer=writer,
@@ -146,7 +151,14 @@ def test_cached_search_writes_its_trials_and_resumes_with_more(tiny_cifar100, tm
     varying = search["stages"]["2"]["plan"]["varying"]
     assert varying and set(varying) <= set(HYPERPARAMETERS)
     assert (writer.path / "tuner" / "stage1" / "oracle.json").is_file()
-    assert writer.record["progress"]["phase"] == "search"
+    # Each stage reports its trials (the folds of the one in progress as a share of it).
+    stage1 = [r for r in reports if r[0] == "search_stage_1"]
+    assert {(total, unit) for _, _, total, unit in stage1} == {(3, "trials")}
+    dones = [done for _, done, _, _ in stage1]
+    assert dones == sorted(dones) and dones[-1] == 3 and 0.5 in dones  # fold 1 of 2
+    assert any(r[0] == "features" and r[1] == r[2] and r[3] == "images" for r in reports)
+    final = writer.record["progress"]
+    assert (final["phase"], final["done"], final["total"]) == ("search_stage_2", 2, 2)
 
     # Restarted with one more stage-1 trial: the three it has are kept, one new one runs.
     logs.clear()

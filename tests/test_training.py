@@ -151,13 +151,16 @@ def test_a_stop_whose_exception_got_lost_ends_the_run_at_the_next_step(tmp_path,
         raise AssertionError("training went on after the stop")
 
     monkeypatch.setattr(pipeline, "train", training_that_loses_the_signal)
-    with pytest.raises(pipeline.RunStopped):
-        execute_run(make_config(1, profile="quick", epochs=1), dataset=tiny,
+    with pytest.raises(pipeline.RunStopped) as stopped:
+        execute_run(make_config(1, profile="quick", epochs=3), dataset=tiny,
                     artifacts=str(tmp_path), log=lambda _: None)
     assert steps == [1]
+    # One plain line says where; the record, the same for the run's card.
+    assert str(stopped.value) == "Stopped by the user at epoch 1 of 3"
+    assert stopped.value.__traceback__ is not None and stopped.value.__cause__ is None
     [run] = (tmp_path / "runs").iterdir()
     record = load_run(run)
-    assert record.status == "stopped" and "SIGTERM" in record.run["error"]
+    assert record.status == "stopped" and record.run["error"] == "stopped at epoch 1 of 3"
 
 
 def test_a_stop_wrapped_in_another_error_is_still_recorded_as_stopped(tmp_path, tiny,
@@ -169,14 +172,15 @@ def test_a_stop_wrapped_in_another_error_is_still_recorded_as_stopped(tmp_path, 
             raise RuntimeError("iterator failed") from exc
 
     monkeypatch.setattr(pipeline, "train", training_that_wraps_the_stop)
-    with pytest.raises(RuntimeError):
+    lines = []
+    with pytest.raises(pipeline.RunStopped) as stopped:  # a stop, whatever carried it out
         execute_run(make_config(1, profile="quick", epochs=1), dataset=tiny,
-                    artifacts=str(tmp_path), log=lambda _: None)
+                    artifacts=str(tmp_path), log=lines.append)
+    assert isinstance(stopped.value.__cause__, RuntimeError)
+    assert lines[-1] == "(the stop ended the run with RuntimeError: iterator failed)"
     [run] = (tmp_path / "runs").iterdir()
     record = load_run(run)
-    assert record.status == "stopped"
-    assert "SIGTERM" in record.run["error"] and "RuntimeError: iterator failed" in \
-        record.run["error"]
+    assert record.status == "stopped" and record.run["error"] == "stopped at epoch 1 of 1"
     # The next run starts with no stop pending, and its failures are failures again.
     monkeypatch.setattr(pipeline, "train", lambda *a, **k: (_ for _ in ()).throw(
         RuntimeError("a real failure")))
@@ -185,3 +189,37 @@ def test_a_stop_wrapped_in_another_error_is_still_recorded_as_stopped(tmp_path, 
                     artifacts=str(tmp_path / "second"), log=lambda _: None)
     [second] = (tmp_path / "second" / "runs").iterdir()
     assert load_run(second).status == "failed"
+
+
+def test_every_phase_of_a_run_reports_its_count(tmp_path, tiny, monkeypatch):
+    """Training batches and the test set's batches go through report_phase, done of total."""
+    reports = []
+    real = pipeline.RunWriter.report_phase
+
+    def recording(self, phase, done, total, **kwargs):
+        reports.append((phase, done, total, kwargs.get("unit")))
+        return real(self, phase, done, total, **kwargs)
+
+    monkeypatch.setattr(pipeline.RunWriter, "report_phase", recording)
+    writer = execute_run(make_config(1, profile="quick", epochs=2, batch_size=80),
+                         dataset=tiny, artifacts=str(tmp_path), log=lambda _: None)
+    training = [r for r in reports if r[0] == "training"]
+    steps = training[0][2]
+    assert steps == 5  # 400 training images (500 less the 20% held out) in batches of 80
+    assert [done for _, done, _, _ in training] == [1, 2, 3, 4, 5, 0] * 2  # 0: epoch ended
+    assert {unit for *_, unit in training} == {"batches"}
+    evaluating = [r for r in reports if r[0] == "evaluating"]
+    assert evaluating and evaluating[-1][1] == evaluating[-1][2]  # the test set, to its end
+    progress = load_run(writer.path).run["progress"]
+    assert progress["phase"] == "done" and "done" not in progress  # no stale count
+
+
+def test_evaluation_reports_its_batches(tiny):
+    from cifar_core.models.builder import build_model
+    from cifar_core.training.evaluate import predict_probabilities
+
+    model = build_model(make_config(1).spec(), 100)
+    calls = []
+    probs = predict_probabilities(model, tiny.x_test[:130], batch_size=50,
+                                  on_batch=lambda done, total: calls.append((done, total)))
+    assert probs.shape == (130, 100) and calls == [(1, 3), (2, 3), (3, 3)]

@@ -1,28 +1,31 @@
-"""Words for a job's state: what the Train page prints next to each progress bar."""
+"""Words for a job's state: what the Train page prints next to each progress bar.
+
+Every phase reads the same way, whatever it is: its words (``PHASE_LABELS``), its count and
+the ETA ("computing the frozen base's features · 24,250/120,000 images · ETA 6 min 10 s");
+training adds the epoch.
+"""
 
 from __future__ import annotations
 
 from cifar_core.jobs.queue import JobInfo
+from cifar_core.runs.progress import PHASE_LABELS, describe_count, format_duration, phase_label
 
-PHASE_LABELS = {"features": "computing the frozen base's features"}
+__all__ = ["PHASE_LABELS", "describe_progress", "format_duration"]
 
 
-def format_duration(seconds: float | None) -> str:
-    """``75`` -> ``"1 min 15 s"``; ``None`` -> ``"unknown"``."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "unknown"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    if minutes:
-        return f"{minutes} min {secs:02d} s"
-    return f"{secs} s"
+def _eta(info: JobInfo) -> str:
+    if info.eta_seconds is not None:
+        return f"ETA {format_duration(info.eta_seconds)}"
+    return "ETA not known yet"
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def describe_progress(info: JobInfo) -> str:
-    """One line: where the job is (queue place, epoch, batch) and how long is left."""
+    """One line: where the job is (queue place, phase, count) and how long is left; for an
+    ended job, how it ended ("Stopped at epoch 3 of 40 (2 finished)")."""
     if info.status == "queued":
         if info.alive is False:
             return "queued, not waiting: its process is gone"
@@ -30,22 +33,23 @@ def describe_progress(info: JobInfo) -> str:
             return "queued"
         return "next to train" if info.queue_position == 1 else \
             f"queued: {info.queue_position - 1} job(s) ahead"
+    if info.status == "stopped" and info.error:
+        return _sentence(info.error)
     if info.status != "running":
         done = f"{info.epochs_done} epoch(s)" if info.epochs_done else "no epoch"
         return f"{info.status} after {done}"
     if info.phase in (None, "starting", "loading data"):
-        return "starting: loading TensorFlow and the data"
-    if info.phase in ("evaluating", "saving"):
-        return f"{info.phase} (training done after {info.epochs_done} epoch(s))"
-    if info.phase != "training":  # e.g. "features": the frozen base's feature cache
-        label = PHASE_LABELS.get(info.phase, info.phase)
-        steps = f" {info.step}/{info.steps}" if info.step and info.steps else ""
-        return f"{label}{steps}"
-    parts = []
-    if info.epoch and info.epochs:
-        parts.append(f"epoch {min(info.epoch, info.epochs)}/{info.epochs}")
-    if info.step and info.steps and info.epoch == info.epochs_done + 1:
-        parts.append(f"batch {info.step}/{info.steps}")
-    parts.append(f"ETA {format_duration(info.eta_seconds)}" if info.eta_seconds is not None
-                 else "ETA after the first epoch")
+        return phase_label("starting")
+    if info.phase == "training":
+        parts = []
+        if info.epoch and info.epochs:
+            parts.append(f"epoch {min(info.epoch, info.epochs)}/{info.epochs}")
+        if info.step and info.steps and info.epoch == info.epochs_done + 1:
+            parts.append(describe_count(info.step, info.steps, info.unit or "batches"))
+        return " · ".join([*parts, _eta(info)])
+    parts = [phase_label(info.phase)]
+    if info.steps:
+        parts += [describe_count(info.step, info.steps, info.unit), _eta(info)]
+    elif info.phase in ("evaluating", "saving", "done"):  # recorded without a count
+        parts.append(f"training done after {info.epochs_done} epoch(s)")
     return " · ".join(parts)

@@ -10,6 +10,8 @@ SIGKILL.
 Every way out of here leaves the run with a final status: the CLI records running /
 completed / failed / stopped once it adopts the folder; before that (waiting, loading data,
 a bad argument) this module records ``stopped`` (SIGTERM) or ``failed`` (with the error).
+A stop is one plain line in the log ("Stopped by the user while queued", "... at epoch 3 of
+40 (2 finished)"), never a traceback; a failure keeps its traceback.
 Only SIGKILL or a machine restart can leave a queued run behind, and
 ``queue.resume_queued_jobs`` relaunches those.
 """
@@ -24,7 +26,9 @@ import time
 import traceback
 from pathlib import Path
 
+from cifar_core.errors import RunStopped
 from cifar_core.jobs import queue
+from cifar_core.runs.progress import where_stopped
 from cifar_core.runs.store import FINAL_STATUSES, RunWriter, now_iso
 
 POLL_SECONDS = 0.5  # how often a waiting job looks at the queue
@@ -130,9 +134,13 @@ def run_job(path: Path) -> int:
             _finish(path, "failed", error or f"cifar-core train exited with status {code}")
         log(f"job {path.name}: finished ({_status(path)})")
         return code
-    except JobStopped as exc:
-        _finish(path, "stopped", f"{exc} (before training started)")
-        log(f"job {path.name}: stopped")
+    except JobStopped:  # before the training adopted the run: waiting, or starting up
+        where = where_stopped(queue.read_run_record(path))
+        _finish(path, "stopped", f"stopped {where}")
+        log(f"Stopped by the user {where}")
+        return 128 + signal.SIGTERM
+    except RunStopped as exc:  # the training recorded where it stopped; its plain line
+        log(str(exc))
         return 128 + signal.SIGTERM
     except Exception as exc:  # every failure must end up in run.json
         traceback.print_exc()

@@ -3,7 +3,8 @@
 ``<artifacts>/runs/<run_id>/`` holds plain files, each written atomically:
 
 =====================  =========================================================
-``run.json``           id, status lifecycle, times, heartbeat, progress, error
+``run.json``           id, status lifecycle, times, heartbeat, progress (phase, count,
+                       its start: ``cifar_core.runs.progress``), error
 ``config.json``        model spec, labels, profile, hyperparameters, seed, data
                        identity, package versions, git commit
 ``history.csv``        one row per epoch
@@ -40,6 +41,7 @@ from pathlib import Path
 from cifar_core import settings
 from cifar_core.errors import RunFolderError
 from cifar_core.runs.files import atomic_save, atomic_write_json, atomic_write_text, read_json
+from cifar_core.runs.progress import PHASE_COUNT_FIELDS
 
 SCHEMA_VERSION = 1  # bump on any incompatible change to the files above
 RUNS_SUBDIR = "runs"
@@ -47,6 +49,7 @@ STATUSES = ("queued", "running", "completed", "failed", "stopped")
 FINAL_STATUSES = ("completed", "failed", "stopped")
 HEARTBEAT_SECONDS = 5.0  # how often a running process refreshes run.json
 HEARTBEAT_STALE_SECONDS = 90.0  # no heartbeat for this long: the process is gone
+PROGRESS_WRITE_SECONDS = 1.0  # report_phase rewrites run.json at most this often
 HISTORY_COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "seconds")
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -145,6 +148,7 @@ class RunWriter:
         self._lock = threading.RLock()
         self._heartbeat: threading.Thread | None = None
         self._stop_heartbeat = threading.Event()
+        self._progress_written = 0.0  # when report_phase last wrote run.json (time.time())
         existing = self.path / RUN_FILE
         self.record: dict = read_json(existing) if existing.is_file() else {
             "schema_version": SCHEMA_VERSION,
@@ -191,9 +195,45 @@ class RunWriter:
             self.flush()
 
     def set_progress(self, **progress) -> None:
-        """Update progress in memory; the heartbeat thread writes it (or ``flush`` now)."""
+        """Update progress in memory; the heartbeat thread writes it (or ``flush`` now).
+
+        A new ``phase`` drops the previous phase's count (``PHASE_COUNT_FIELDS``), so a
+        phase never shows another one's "batch 20/20"; the rest (epochs, last) is kept.
+        """
         with self._lock:
-            self.record["progress"] = {**self.record.get("progress", {}), **progress}
+            current = self.record.get("progress") or {}
+            if "phase" in progress and progress["phase"] != current.get("phase"):
+                current = {k: v for k, v in current.items() if k not in PHASE_COUNT_FIELDS}
+            self.record["progress"] = {**current, **progress}
+
+    def report_phase(self, phase: str, done: float, total: float, *, unit: str | None = None,
+                     write_now: bool = False, **extra) -> None:
+        """Report ``done`` of ``total`` units of ``phase`` (features, a search stage, test
+        batches, training batches): the one way every long phase reports its progress.
+
+        The phase's start (time and count) is noted when it begins, when its total changes
+        or when its count goes back (a new epoch), so readers derive its ETA
+        (``cifar_core.runs.progress``). ``run.json`` is written at most every
+        ``PROGRESS_WRITE_SECONDS``, and at once when a phase begins or completes (or
+        ``write_now``: an epoch's end), so a fast batch loop does not rewrite it hundreds of
+        times a second. A write that fails (full disk) is left to the next one: progress must
+        not end a training.
+        """
+        now = time.time()
+        with self._lock:
+            current = self.record.get("progress") or {}
+            previous = current.get("done")
+            begins = (current.get("phase") != phase or current.get("total") != total
+                      or not isinstance(previous, (int, float)) or done < previous)
+            self.set_progress(phase=phase, done=done, total=total, unit=unit,
+                              updated_ts=now, **extra)
+            if begins:
+                self.record["progress"].update(phase_started_ts=now, phase_started_done=done)
+            if write_now or begins or done >= total or \
+                    now - self._progress_written >= PROGRESS_WRITE_SECONDS:
+                self._progress_written = now
+                with contextlib.suppress(OSError):
+                    self.flush()
 
     def start_heartbeat(self, interval: float = HEARTBEAT_SECONDS) -> None:
         def beat():

@@ -58,6 +58,7 @@ from cifar_core.search.tuners import CrossValidatedTuner, stage_oracle, unwrap_f
 from cifar_core.training.config import validate_config
 
 ENV_MIN_WORKERS = "CIFAR_CORE_SEARCH_MIN_WORKERS"  # chief: wait for this many workers
+_ENDED = ("COMPLETED", "FAILED", "INVALID", "STOPPED")  # keras-tuner trial statuses
 LOCAL_TUNER = "local"
 
 
@@ -102,12 +103,27 @@ class TwoStageSearch:
             config, dataset, log=log, on_features=self._features_progress))
 
     # --- records ---------------------------------------------------------------------------
-    def _progress(self, **progress) -> None:
+    def _report(self, phase: str, done: float, total: float, unit: str | None = None,
+                **extra) -> None:
         if self.writer is not None:
-            self.writer.set_progress(**progress)
+            self.writer.report_phase(phase, done, total, unit=unit, **extra)
 
     def _features_progress(self, done: int, total: int) -> None:
-        self._progress(phase="features", step=done, steps=total)
+        self._report("features", done, total, "images")
+
+    def _trials_ended(self, stage: int) -> int:
+        """Trials of ``stage`` that have ended (completed, failed or stopped)."""
+        oracle = self.oracles.get(stage)
+        if oracle is None:
+            return 0
+        return sum(trial.status in _ENDED for trial in dict(oracle.trials).values())
+
+    def _stage_progress(self, stage: int, folds_done: float = 0.0, **extra) -> None:
+        """Stage ``stage``'s count in trials: those ended, plus the share of the trial in
+        progress that its finished folds make (so the ETA moves within a trial)."""
+        total = self.totals.get(stage) or 1
+        done = min(self._trials_ended(stage) + folds_done, total)
+        self._report(f"search_stage_{stage}", done, total, "trials", **extra)
 
     def record(self) -> None:
         """Rewrite ``trials.csv`` and ``search.json`` from the oracles (atomically)."""
@@ -129,8 +145,7 @@ class TwoStageSearch:
             self.state.owners[label] = tuner_id
         oracle = self.oracles[stage]
         number = len(oracle.trials)
-        self._progress(phase="search", stage=stage, trial=number, trials=self.totals[stage],
-                       trial_id=label, tuner_id=tuner_id, waiting_for=None, fold=0)
+        self._stage_progress(stage, trial_id=label, tuner_id=tuner_id, waiting_for=None)
         self.log(f"search stage {stage}, trial {label} ({number}/{self.totals[stage]}"
                  + ("" if tuner_id == LOCAL_TUNER else f", on {tuner_id}") + "): "
                  + _format_values(trial.hyperparameters.values))
@@ -151,7 +166,7 @@ class TwoStageSearch:
             self.log(f"  {label}: {trial.status.lower()}"
                      + (f": {reason[-1]}" if reason else ""))
         best = ranked(self.oracles[stage])
-        self._progress(phase="search", stage=stage, best_val_accuracy=best[0][2] if best else None)
+        self._stage_progress(stage, best_val_accuracy=best[0][2] if best else None)
 
     # --- stages ----------------------------------------------------------------------------
     def _tuner(self, stage: int, oracle, protocol: str, project: str) -> CrossValidatedTuner:
@@ -182,7 +197,7 @@ class TwoStageSearch:
     def _fold_done(self, trial, index: int, fold) -> None:
         folds = self.config.search_folds if self._stage == 1 else (
             self.config.grid_folds or self.config.search_folds)
-        self._progress(fold=index + 1, folds=folds)
+        self._stage_progress(self._stage, min((index + 1) / folds, 0.99))
 
     def _run_stage(self, stage: int, tuner, server) -> None:
         self._stage = stage
@@ -199,8 +214,7 @@ class TwoStageSearch:
             tuner.save()
             server.servicer.on_trial_created = self.trial_started
             server.servicer.on_trial_ended = self.trial_ended
-            self._progress(phase="search", stage=stage, trials=self.totals[stage],
-                           waiting_for="workers")
+            self._stage_progress(stage, waiting_for="workers")
             server.run_stage(stage, tuner.oracle)
         info["status"] = "completed"
         info["seconds"] = round(info.get("seconds", 0.0) + time.perf_counter() - started, 3)

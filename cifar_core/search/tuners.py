@@ -23,7 +23,7 @@ import keras_tuner
 from keras_tuner.errors import FatalError
 from keras_tuner.oracles import GridSearchOracle, RandomSearchOracle
 
-from cifar_core.errors import CifarCoreError
+from cifar_core.errors import CifarCoreError, RunStopped
 from cifar_core.runs.files import atomic_write_text
 from cifar_core.search.space import PROTOCOL_HP
 
@@ -132,8 +132,6 @@ class CrossValidatedTuner(keras_tuner.Tuner):
 
 
 def _is_stop(exc: BaseException) -> bool:
-    from cifar_core.training.pipeline import RunStopped
-
     return isinstance(exc, RunStopped)
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
@@ -27,19 +29,37 @@ def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
     return float(np.mean(np.any(top == y_true[:, None], axis=1)))
 
 
-def predict_probabilities(model: keras.Model, images: np.ndarray,
-                          batch_size: int = 500) -> np.ndarray:
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0), dtype=np.float32)
+class _BatchProgress(keras.callbacks.Callback):
+    """Reports ``(batches done, batches in all)`` after each prediction batch."""
+
+    def __init__(self, steps: int, on_batch: Callable[[int, int], None]):
+        super().__init__()
+        self.steps, self._on_batch = steps, on_batch
+
+    def on_predict_batch_end(self, batch, logs=None):
+        self._on_batch(batch + 1, self.steps)
 
 
-def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine") -> Evaluation:
+def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 500,
+                          on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """The model's probabilities for ``images``; ``on_batch(done, total)`` after each batch
+    (a large model's test pass takes minutes: the dashboard shows its progress)."""
+    extra = {"callbacks": [_BatchProgress(math.ceil(len(images) / batch_size), on_batch)]} \
+        if on_batch else {}  # without one, the plain call (any object with predict() works)
+    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0, **extra),
+                      dtype=np.float32)
+
+
+def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine", *,
+             on_batch: Callable[[int, int], None] | None = None) -> Evaluation:
     """Top-1/top-5, superclass accuracy, per-class metrics, confusion matrices, predictions.
 
     Superclass accuracy: for fine-label models, each fine prediction is mapped to its
-    superclass; for coarse-label models, it is their own top-1.
+    superclass; for coarse-label models, it is their own top-1. ``on_batch(done, total)``
+    reports the test set's prediction batches.
     """
     start = time.perf_counter()
-    probs = predict_probabilities(model, dataset.x_test)
+    probs = predict_probabilities(model, dataset.x_test, on_batch=on_batch)
     y_true = labels_for(dataset, label_set, "test")
     names = output_class_names(dataset, label_set)
     num_outputs = len(names)

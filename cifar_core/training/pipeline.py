@@ -2,8 +2,11 @@
 
 load data -> write config -> train (history + heartbeat) -> evaluate -> save model,
 predictions, metrics -> status ``completed``. Any error marks the run ``failed`` with its
-message; SIGTERM or Ctrl-C marks it ``stopped``. ``completed`` is written last, so a run
-that says completed has every file.
+message; SIGTERM or Ctrl-C marks it ``stopped``, with where it stopped ("stopped at epoch 3
+of 40 (2 finished)"). ``completed`` is written last, so a run that says completed has every
+file. Every long phase (the feature pass, the search's stages, epochs, the test set) reports
+its count through ``RunWriter.report_phase``, so the dashboard shows progress and an ETA for
+each the same way.
 """
 
 from __future__ import annotations
@@ -18,8 +21,9 @@ import numpy as np
 
 from cifar_core.data import load_dataset
 from cifar_core.data.dataset import Dataset
-from cifar_core.errors import CifarCoreError, ConfigError, RunFolderError
+from cifar_core.errors import CifarCoreError, ConfigError, RunFolderError, RunStopped
 from cifar_core.models.backbone import weights_identity
+from cifar_core.runs.progress import where_stopped
 from cifar_core.runs.provenance import environment_info
 from cifar_core.runs.store import (
     METRICS_FILE,
@@ -31,10 +35,7 @@ from cifar_core.training.config import TrainConfig, validate_config
 from cifar_core.training.evaluate import evaluate
 from cifar_core.training.train import train
 
-
-class RunStopped(Exception):
-    """The user asked the run to stop (SIGTERM from the app's Stop button, or Ctrl-C)."""
-
+__all__ = ["RunStopped", "describe_config", "execute_run", "run_prefix"]
 
 # Set by SIGTERM, and kept: the handler's exception is raised wherever the main thread happens
 # to be, and can be lost there (inside a finalizer, which Python only prints) or turned into
@@ -52,6 +53,13 @@ def _stop_if_requested() -> None:
     """Raise ``RunStopped`` at a safe point if a SIGTERM arrived whose exception got lost."""
     if _stop_requested.is_set():
         raise RunStopped("stopped by signal SIGTERM")
+
+
+def _record_stop(writer: RunWriter, epochs_done: int) -> RunStopped:
+    """Record the run ``stopped`` with where it was; the plain ``RunStopped`` to raise."""
+    where = where_stopped(writer.record, epochs_done)
+    _record_end(writer, "stopped", f"stopped {where}")
+    return RunStopped(f"Stopped by the user {where}")
 
 
 def _record_end(writer: RunWriter, status: str, error: str) -> None:
@@ -96,6 +104,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
     previous_handler = signal.signal(signal.SIGTERM, _raise_stopped) if in_main_thread else None
     writer.set_status("running")
     writer.start_heartbeat()
+    history: list[dict] = []
     try:
         writer.set_progress(phase="loading data")
         writer.flush()
@@ -111,7 +120,6 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
             writer.write_json("config.json", {**describe_config(config, dataset),
                                               "search": search_summary(writer.path)})
 
-        history: list[dict] = []
         started = time.perf_counter()
 
         def on_epoch(row: dict, epochs: int) -> None:
@@ -120,9 +128,10 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
             writer.write_history(history)
             elapsed = time.perf_counter() - started
             eta = elapsed / row["epoch"] * (epochs - row["epoch"])
-            writer.set_progress(phase="training", epoch=row["epoch"], epochs=epochs,
-                                step=0, eta_seconds=round(eta, 1), last=row)
-            writer.flush()
+            steps = (writer.record.get("progress") or {}).get("total") or 1
+            writer.report_phase("training", 0, steps, unit="batches", epoch=row["epoch"],
+                                epochs=epochs, eta_seconds=round(eta, 1), last=row,
+                                write_now=True)
             log(f"epoch {row['epoch']}/{epochs}: loss {row.get('loss', float('nan')):.4f} "
                 f"acc {row.get('accuracy', float('nan')):.4f} "
                 f"val_loss {row.get('val_loss', float('nan')):.4f} "
@@ -130,19 +139,23 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
 
         def on_batch(step: int, steps: int) -> None:
             _stop_if_requested()
-            writer.set_progress(phase="training", step=step, steps=steps,
+            writer.report_phase("training", step, steps, unit="batches",
                                 epoch=len(history) + 1, epochs=config.epochs)
 
         def on_features(done: int, total: int) -> None:  # frozen base: the feature cache
             _stop_if_requested()
-            writer.set_progress(phase="features", step=done, steps=total)
+            writer.report_phase("features", done, total, unit="images")
 
-        writer.set_progress(phase="training", epoch=1, epochs=config.epochs, step=0)
+        def on_test_batch(done: int, total: int) -> None:
+            _stop_if_requested()
+            writer.report_phase("evaluating", done, total, unit="batches")
+
+        writer.set_progress(phase="training", epoch=1, epochs=config.epochs)
         result = train(config, dataset, on_epoch=on_epoch, on_batch=on_batch,
                        on_features=on_features, verbose=verbose, log=log)
         writer.set_progress(phase="evaluating")
         writer.flush()
-        evaluation = evaluate(result.model, dataset, config.labels)
+        evaluation = evaluate(result.model, dataset, config.labels, on_batch=on_test_batch)
         metrics = {
             **evaluation.metrics,
             "training": {
@@ -168,13 +181,15 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
         writer.set_progress(phase="done")
         writer.set_status("completed")
         return writer
-    except (RunStopped, KeyboardInterrupt) as exc:
-        _record_end(writer, "stopped", str(exc) or "stopped by the user")
+    except RunStopped:
+        raise _record_stop(writer, len(history)) from None  # one plain line, no traceback
+    except KeyboardInterrupt:
+        _record_stop(writer, len(history))
         raise
     except Exception as exc:
         if _stop_requested.is_set():  # the stop's exception, wrapped by library code
-            _record_end(writer, "stopped", f"stopped by signal SIGTERM (ended with "
-                                           f"{type(exc).__name__}: {exc})")
+            log(f"(the stop ended the run with {type(exc).__name__}: {exc})")
+            raise _record_stop(writer, len(history)) from exc
         else:
             _record_end(writer, "failed", str(exc) if isinstance(exc, CifarCoreError)
                         else f"{type(exc).__name__}: {exc}")
