@@ -5,6 +5,7 @@ import streamlit as st
 from cifar_core.analysis import classes as class_analysis
 from cifar_core.analysis import images as image_analysis
 from cifar_core.analysis import runs as run_analysis
+from cifar_core.analysis.names import readable
 from cifar_core.charts.classes import (
     class_difference_figure,
     confused_pairs_figure,
@@ -25,9 +26,10 @@ with _ui.guard("Per-class metrics"):
     chosen_supers = None
     if class_analysis.has_superclasses(metrics) and metrics.get("label_set") == "fine":
         chosen_supers = st.multiselect("Only these superclasses",
-                                       class_analysis.superclass_names(metrics))
-    st.dataframe(class_analysis.per_class_table(metrics, chosen_supers), hide_index=True,
-                 width="stretch", height=320,
+                                       class_analysis.superclass_names(metrics),
+                                       format_func=readable)
+    table = class_analysis.per_class_table(metrics, chosen_supers)
+    st.dataframe(class_analysis.in_words(table), hide_index=True, width="stretch", height=320,
                  column_config={"precision": percent, "recall": percent, "f1": percent,
                                 **({} if class_analysis.has_superclasses(metrics)
                                    else {"superclass": None})})  # None hides the column
@@ -35,12 +37,14 @@ with _ui.guard("Per-class metrics"):
 st.subheader("Weakest and strongest classes")
 left, right = st.columns(2)
 metric = left.selectbox("Rank by", class_analysis.CLASS_METRICS, index=2,
+                        format_func=class_analysis.metric_name,
                         help="Also used for the difference between two runs below.")
 count = right.slider("Classes on each side", 3, 20, 10)
 with _ui.guard("Weakest and strongest classes"):
-    weakest, strongest = class_analysis.weakest_and_strongest(metrics, metric, count)
-    st.plotly_chart(extremes_figure(weakest, strongest, metric, record.run_id),
-                    width="stretch")
+    extremes = class_analysis.weakest_and_strongest(metrics, metric, count)
+    st.plotly_chart(extremes_figure(extremes, record.run_id), width="stretch")
+    if extremes.message:
+        st.caption(extremes.message)
 
 with _ui.guard("Difference between two runs"):
     st.subheader("Difference between two runs")
@@ -68,10 +72,11 @@ with _ui.guard("Most confused pairs"):
 with _ui.guard("Gallery"):
     st.subheader("Test images of one class")
     names = class_analysis.class_names(metrics)
-    weakest_one, _ = class_analysis.weakest_and_strongest(metrics, "f1", 1)
+    weakest_one = class_analysis.weakest_and_strongest(metrics, "f1", 1).weakest
     weakest_name = weakest_one["class"].iloc[0] if len(weakest_one) else names[0]
     class_name = st.selectbox("Class", names, index=names.index(weakest_name),
-                              help="Defaults to the weakest class.")
+                              format_func=readable,
+                              help="Defaults to the weakest class by F1.")
     preds = _ui.predictions(record)
     images = _ui.test_images(record)
     if images is not None:

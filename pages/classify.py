@@ -4,6 +4,7 @@ import streamlit as st
 
 from cifar_core.analysis import runs as run_analysis
 from cifar_core.analysis.images import upscale
+from cifar_core.analysis.names import readable
 from cifar_core.charts.prediction import saliency_figure, top_classes_figure
 from cifar_core.errors import CifarCoreError, ImageError
 from pages import _ui
@@ -29,7 +30,10 @@ except CifarCoreError as exc:
     st.error(f"This run's model cannot be used: {exc}")
     st.stop()
 
-from cifar_core.analysis.classify import classify_upload  # noqa: E402  (imports TensorFlow)
+from cifar_core.analysis.classify import (  # noqa: E402  (imports TensorFlow)
+    classify_upload,
+    uncertainty,
+)
 
 result = None
 try:
@@ -50,13 +54,15 @@ prediction = result.prediction
 left, right = st.columns([1, 2])
 with left:
     st.image(upscale(result.model_input, 192),
-             caption=f"The 32x32 input the model sees (from {result.original_size[0]}x"
-                     f"{result.original_size[1]})")
-    st.metric("Prediction", prediction.classes[0],
-              help=f"probability {100 * prediction.probabilities[0]:.1f}%")
-    st.metric("Probability", f"{100 * prediction.probabilities[0]:.1f}%")
-    if prediction.superclass:
-        st.metric("Superclass", prediction.superclass)
+             caption=f"The 32x32 input the model sees (from the file's "
+                     f"{result.original_size[0]}x{result.original_size[1]} pixels)")
+    # Markdown, not st.metric: long names ("fruit and vegetables") wrap instead of being cut.
+    st.markdown(f"**Prediction:** {readable(prediction.classes[0])}  \n"
+                f"**Probability:** {100 * prediction.probabilities[0]:.1f}%"
+                + (f"  \n**Superclass:** {readable(prediction.superclass)}"
+                   if prediction.superclass else ""))
+    if unsure := uncertainty(prediction):
+        st.warning(unsure)
     st.caption(f"Decoded and classified in {1000 * result.seconds:.0f} ms.")
 with right:
     st.plotly_chart(top_classes_figure(prediction.classes, prediction.probabilities),

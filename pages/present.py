@@ -6,19 +6,18 @@ import streamlit as st
 
 from cifar_core.analysis import classes as class_analysis
 from cifar_core.analysis import report
-from cifar_core.analysis.runs import model_title, progression_points
+from cifar_core.analysis.runs import dataset_name, model_title, progression_points
 from cifar_core.charts.classes import extremes_figure
 from cifar_core.charts.confusion import confusion_figure
 from cifar_core.charts.progression import progression_figure
+from cifar_core.charts.style import square_cells
 from pages import _ui
 
 _ui.page_frame()
 
 records = _ui.runs()
 scope, datasets, counting = _ui.scope_and_counting()
-first = next(iter(counting.values()), None)
-data_name = (((first.config or {}).get("dataset") or {}).get("name") if first else None) \
-    or "CIFAR-100"
+data_name = dataset_name(next(iter(counting.values()), None)) or "CIFAR-100"
 title = f"{data_name}: from a one-layer CNN to transfer learning"
 st.title(title)
 if not counting:
@@ -40,16 +39,19 @@ focus = report.focus_run(counting)
 with _ui.guard("Inside the best model"):
     st.subheader(f"Inside {model_title(focus.model_number)}")
     st.caption(f"run {focus.run_id}")
-    left, right = st.columns(2)
+    # One chart per row: beside another chart the 20x20 matrix shrinks to a strip whose
+    # cells and names cannot be read.
     if class_analysis.has_superclasses(focus.metrics):
-        left.plotly_chart(confusion_figure(
+        st.plotly_chart(square_cells(confusion_figure(
             class_analysis.confusion_matrix(focus.metrics, "superclass"),
-            class_analysis.superclass_names(focus.metrics), normalize=True, selectable=False,
-            title="Superclass confusion (% of each true superclass)"),
+            class_analysis.superclass_names(focus.metrics), normalize=True,
+            selectable=False, title="Superclass confusion (% of each true superclass)")),
             width="stretch", config={"displayModeBar": False})
-    weakest, strongest = class_analysis.weakest_and_strongest(focus.metrics, "f1", 8)
-    right.plotly_chart(extremes_figure(weakest, strongest, "f1"), width="stretch",
-                       config={"displayModeBar": False})
+    extremes = class_analysis.weakest_and_strongest(focus.metrics, "f1", 8)
+    st.plotly_chart(extremes_figure(extremes), width="stretch",
+                    config={"displayModeBar": False})
+    if extremes.message:
+        st.caption(extremes.message)
 
 stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
 left, middle, right = st.columns(3)

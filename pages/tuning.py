@@ -5,7 +5,13 @@ from pathlib import Path
 import streamlit as st
 
 from cifar_core.analysis import runs as run_analysis
-from cifar_core.analysis.trials import TRIALS_FILE, chosen_trial, read_trials
+from cifar_core.analysis.trials import (
+    TRIALS_FILE,
+    chosen_trial,
+    read_trials,
+    stage_name,
+    stages_chosen_first,
+)
 from cifar_core.charts.tuning import trials_parallel_figure
 from pages import _ui
 
@@ -36,9 +42,11 @@ with _ui.guard("Reading the trials"):
     st.plotly_chart(trials_parallel_figure(trials, chosen), width="stretch")
     st.caption(f"Highlighted: {reason}. Each line is one trial; drag along an axis to filter.")
     table = trials.frame.assign(chosen=trials.frame.index == chosen)
-    stages = trials.stages
+    stages = stages_chosen_first(trials, chosen)  # tabs open on the first: the winner's
     if len(stages) > 1:
-        for stage, tab in zip(stages, st.tabs([f"stage {s}" for s in stages]), strict=True):
+        names = [stage_name(s) + (" · chosen trial" if i == 0 and chosen is not None else "")
+                 for i, s in enumerate(stages)]
+        for stage, tab in zip(stages, st.tabs(names), strict=True):
             tab.dataframe(table[table[trials.stage] == stage], hide_index=True, width="stretch")
     else:
         st.dataframe(table, hide_index=True, width="stretch")

@@ -174,6 +174,47 @@ def test_runs_table_lists_every_run_with_status_and_problems(tmp_path, fixture_r
     assert rows.loc[fine1.run_id, "top-1 %"] == pytest.approx(100 * fine1.metrics["test_top1"])
     assert rows["counts"].sum() == 3 and not rows.loc[broken.name, "counts"]
     assert not ra.is_usable(load_run(broken))
+    assert list(table.columns[:3]) == ["run id", "status", "counts"]  # in view when narrow
+
+
+def test_runs_table_shows_a_queued_jobs_request_and_no_none(tmp_path, tiny_cifar100,
+                                                             jobs_without_processes):
+    from cifar_core.jobs import submit_job
+
+    queued = submit_job(tmp_path, model=5, labels="fine", profile="quick",
+                        data=str(tiny_cifar100))
+    bare = tmp_path / "runs" / "20000101-000000-m2-fine"  # a queued run with no job.json
+    bare.mkdir()
+    (bare / "run.json").write_text(json.dumps({"schema_version": 1, "status": "queued",
+                                               "run_id": bare.name}))
+    rows = ra.runs_table(list_runs(tmp_path)).set_index("run id")
+    assert rows.loc[queued, "status"] == "queued"
+    assert list(rows.loc[queued, ["model", "labels", "profile"]]) == ["5", "fine", "quick"]
+    assert list(rows.loc[bare.name, ["model", "labels", "profile"]]) == ["-", "-", "-"]
+    for column in ("model", "labels", "profile"):
+        assert not rows[column].isna().any() and "None" not in set(rows[column])
+
+
+def test_runs_table_shows_training_time_and_the_whole_run(tmp_path, fine1):
+    copy = _copy_run(fine1, tmp_path, "20000101-000000-m1-fine",
+                     started_at="2000-01-01T10:00:00+00:00",
+                     ended_at="2000-01-01T10:36:30+00:00")
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["training"]["training_seconds"] = 1380.0  # the fit alone: 23 minutes
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    row = ra.runs_table(list_runs(tmp_path)).iloc[0]
+    assert row["training (s)"] == 1380.0
+    assert row["whole run (min)"] == 36.5  # feature pass, warm-up, evaluation included
+    running = load_run(_copy_run(fine1, tmp_path, "20000101-000001-m1-fine", ended_at=None))
+    assert ra.run_minutes(running) is None  # not ended: no duration yet
+
+
+def test_data_set_names_are_shown_as_people_write_them(fine1):
+    assert ra.dataset_display_name("cifar100") == "CIFAR-100"
+    assert ra.dataset_display_name("cifar10-images") == "cifar10-images"  # as given
+    assert ra.dataset_name(fine1) == "CIFAR-100"
+    assert ra.dataset_label(fine1).startswith("CIFAR-100 (")
+    assert ra.dataset_key(fine1).startswith("cifar100:")  # keys keep the id
 
 
 def test_fingerprint_changes_when_a_run_appears_or_finishes(tmp_path, fine1):
@@ -206,16 +247,55 @@ def test_per_class_table_and_superclass_filter(fine1):
 
 
 def test_weakest_and_strongest_are_ordered_and_disjoint(fine5):
-    weakest, strongest = ca.weakest_and_strongest(fine5.metrics, "recall", 10)
-    assert len(weakest) == len(strongest) == 10
+    extremes = ca.weakest_and_strongest(fine5.metrics, "recall", 10)
+    weakest, strongest = extremes.weakest, extremes.strongest
+    assert len(weakest) == 10 and 0 < len(strongest) <= 10
     assert list(weakest["recall"]) == sorted(weakest["recall"])
     assert list(strongest["recall"]) == sorted(strongest["recall"], reverse=True)
     assert not set(weakest["class"]) & set(strongest["class"])
+    assert strongest["recall"].min() > weakest["recall"].max()  # no value on both sides
     table = ca.per_class_table(fine5.metrics)
     assert strongest["recall"].iloc[0] == table["recall"].max()
     assert weakest["recall"].iloc[0] == table["recall"].min()
     with pytest.raises(ValueError):
         ca.weakest_and_strongest(fine5.metrics, "accuracy")
+
+
+def _metrics_with_f1(values: dict[str, float], support: int = 4) -> dict:
+    return {"class_names": list(values),
+            "per_class": [{"class": name, "superclass": "group", "precision": v, "recall": v,
+                           "f1": v, "support": support} for name, v in values.items()]}
+
+
+def test_tied_classes_are_neither_weakest_nor_strongest():
+    tied = ca.weakest_and_strongest(_metrics_with_f1({f"c{i:02d}": 1.0 for i in range(100)}))
+    assert tied.all_tied and tied.weakest.empty and tied.strongest.empty
+    assert tied.message.startswith("All 100 classes have F1 100.0%")
+    # Most classes at the top: only those below it are weak, and the cut of the strongest
+    # falls inside the tie, which the note says instead of ranking the tie by name silently.
+    top_heavy = ca.weakest_and_strongest(
+        _metrics_with_f1({"a": 0.2, "b": 0.4, **{f"z{i}": 1.0 for i in range(6)}}), count=3)
+    assert list(top_heavy.weakest["class"]) == ["a", "b"]
+    assert list(top_heavy.strongest["f1"]) == [1.0, 1.0, 1.0]
+    assert "6 classes have F1 100.0% at the cut of the strongest list" in top_heavy.message
+    # A tie across the middle: the strongest shown are all above every weakest shown.
+    middle = ca.weakest_and_strongest(
+        _metrics_with_f1({"a": 0.1, "b": 0.5, "c": 0.5, "d": 0.5, "e": 0.9, "f": 0.9}), count=3)
+    assert list(middle.weakest["class"]) == ["a", "b", "c"]
+    assert list(middle.strongest["class"]) == ["e", "f"]
+    assert "3 classes have F1 50.0% at the cut of the weakest list" in middle.message
+    clear = ca.weakest_and_strongest(_metrics_with_f1({"a": 0.1, "b": 0.5, "c": 0.9}), count=1)
+    assert clear.message is None and not clear.all_tied
+    none = ca.weakest_and_strongest(_metrics_with_f1({"a": 0.0}, support=0))
+    assert none.classes == 0 and "nothing to rank" in none.message
+
+
+def test_per_class_tables_in_words_keep_the_data_raw(fine1):
+    table = ca.per_class_table(fine1.metrics)
+    shown = ca.in_words(table)
+    assert shown.loc[7, "class"] == "class 07" and shown.loc[7, "superclass"] == "super 07"
+    assert table.loc[7, "class"] == "class_07"  # the data itself is unchanged
+    assert (shown["f1"] == table["f1"]).all()
 
 
 def test_class_difference_is_b_minus_a_per_class(fine1, fine5, coarse1):
@@ -316,7 +396,7 @@ def test_run_dataset_loads_the_recorded_source_and_checks_its_hash(fine1, tmp_pa
     items = ia.gallery([example], dataset.x_test, fine1.metrics, size=64)
     assert items[0].image.shape == (64, 64, 3)
     assert np.array_equal(items[0].image[::2, ::2], dataset.x_test[example.test_index])
-    assert "true class_05" in items[0].caption and f"#{example.test_index}" in items[0].caption
+    assert "true class 05" in items[0].caption and f"#{example.test_index}" in items[0].caption
 
 
 def test_run_dataset_refuses_changed_or_missing_data(fine1, tmp_path):
@@ -433,6 +513,42 @@ def test_classify_upload_matches_the_cli_path(fine5):
     bomb = decompression_bomb_png()
     with pytest.raises(ImageError, match=r"too many pixels|decompression bomb"):
         classify_upload(classifier, bomb, "bomb.png")
+    # A large JPEG is decoded at reduced scale (fast); the size shown is the file's own.
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(3).integers(0, 256, (929, 512, 3), dtype=np.uint8)
+                    ).save(photo, "JPEG")
+    jpeg = classify_upload(classifier, photo.getvalue(), "photo.jpg", explain=False)
+    assert jpeg.original_size == (512, 929)
+
+
+def test_stored_size_reads_the_header_and_applies_exif_rotation():
+    from cifar_core.analysis.classify import stored_size
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90 degrees, as phone photos record portrait
+    rotated = io.BytesIO()
+    Image.new("RGB", (640, 480), "red").save(rotated, "JPEG", exif=exif.tobytes())
+    assert stored_size(rotated.getvalue()) == (480, 640)  # as the decoder turns it upright
+    plain = io.BytesIO()
+    Image.new("RGB", (300, 200), "red").save(plain, "PNG")
+    assert stored_size(plain.getvalue()) == (300, 200)
+
+
+def test_uncertainty_is_said_plainly_when_the_model_hardly_prefers_its_top_class():
+    from cifar_core.analysis.classify import UNSURE_BELOW, uncertainty
+    from cifar_core.inference import Prediction
+
+    def prediction(*probabilities):
+        return Prediction(classes=["maple_tree", "oak_tree", "bus"][:len(probabilities)],
+                          probabilities=list(probabilities), superclass="trees",
+                          indices=list(range(len(probabilities))))
+
+    low = uncertainty(prediction(0.05, 0.04, 0.03))
+    assert low.startswith("The model is unsure") and "maple tree" in low and "5.0%" in low
+    assert uncertainty(prediction(UNSURE_BELOW - 0.01, 0.01)) is not None
+    close = uncertainty(prediction(0.48, 0.45, 0.07))
+    assert "between maple tree (48.0%) and oak tree (45.0%)" in close
+    assert uncertainty(prediction(0.92, 0.05, 0.03)) is None
 
 
 # --- trials -------------------------------------------------------------------------------
@@ -483,6 +599,19 @@ def test_chosen_trial_by_recorded_id_by_matching_values_or_best_of_last_stage():
     assert frame.loc[index, "trial_id"] == "g00" and "match" in reason
     index, reason = ta.chosen_trial(trials, {})
     assert frame.loc[index, "trial_id"] == "g01" and "last stage" in reason
+
+
+def test_the_chosen_trial_says_how_it_was_chosen_and_its_stage_comes_first():
+    trials = ta.parse_trials(TRIALS_CSV.replace(",mean,", ",mean_val_accuracy,"))
+    index, reason = ta.chosen_trial(trials, {"search": {"chosen_trial_id": "g01"}})
+    assert reason.startswith("trial g01, the best mean validation accuracy of stage 2 "
+                             "(grid search): the configuration the final model was trained")
+    assert ta.stages_chosen_first(trials, index) == [2, 1]  # the winner's stage first
+    early = trials.frame.index[trials.frame["trial_id"] == "t02"][0]
+    assert ta.stages_chosen_first(trials, early) == [1, 2]
+    assert ta.stages_chosen_first(trials, None) == [1, 2]
+    index, reason = ta.chosen_trial(trials, {"search": {"chosen_trial_id": "g00"}})
+    assert "the search's choice" in reason and "best" not in reason  # g00 is not stage 2's best
 
 
 def test_read_trials_from_a_run_folder(tmp_path):
@@ -561,6 +690,45 @@ def test_html_report_is_self_contained_and_traceable(records):
     assert focus.label_set == "fine"
     assert focus.metrics["test_top1"] == max(r.metrics["test_top1"] for (_, labels), r
                                              in counting.items() if labels == "fine")
+
+
+def test_html_report_fits_and_holds_no_machine_paths_or_foreign_settings(records,
+                                                                          fixture_runs):
+    counting = ra.choose_counting_runs(records)
+    page = rp.build_html_report(records, counting)
+    body = page[page.index("<body>"):]
+    assert str(fixture_runs) not in body
+    for record in records:
+        assert record.config["dataset"]["source"] not in body
+    assert "search_trials" not in body and "grid_epochs" not in body  # models 1 and 5
+    assert "feature_cache" not in body and "freeze_base" not in body  # no backbone either
+    # every table sits in a box that scrolls sideways instead of widening the page
+    assert body.count("<table") == body.count("<div class='table-wrap'><table")
+    assert "overflow-wrap:anywhere" in page
+    assert "class_" not in body and "super_" not in body  # names in words...
+    assert "super 07" in body  # ...on the superclass matrix too
+
+
+def test_configuration_shows_the_settings_of_the_runs_own_model(tmp_path, fine1):
+    copy = _copy_run(fine1, tmp_path, "20000101-000000-m7-fine")
+    config = json.loads((copy / "config.json").read_text())
+    config["model"].update(number=7, stem="mobilenet", hyperparameter_search=True)
+    config["hyperparameters"]["backbone_weights"] = "/home/someone/w/mobilenet.h5"
+    config["backbone_weights"] = {"weights": "/home/someone/w/mobilenet.h5", "sha256": "ab" * 32}
+    config["search"] = {"chosen_trial_id": "s2-2", "stage1_trials": 30, "stage2_trials": 8,
+                        "chosen_mean_val_accuracy": 0.61}
+    (copy / "config.json").write_text(json.dumps(config))
+    record = load_run(copy)
+    settings = rp.applicable_settings(record)
+    assert settings["search_trials"] == config["hyperparameters"]["search_trials"]
+    assert "feature_cache" in settings and "backbone_weights" not in settings
+    assert set(rp.applicable_settings(fine1)) == {"epochs", "batch_size", "patience",
+                                                  "learning_rate", "optimizer",
+                                                  "validation_fraction"}
+    page = rp.build_html_report([record], {(7, "fine"): record})
+    assert "/home/someone" not in page
+    assert "mobilenet.h5 (sha256 abababababab)" in page
+    assert "30 random-search trials, 8 grid trials, chosen: trial s2-2" in page
 
 
 def test_html_report_escapes_names_from_run_folders(tmp_path, fine1):

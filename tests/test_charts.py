@@ -20,6 +20,7 @@ from cifar_core.charts.classes import (
 from cifar_core.charts.confusion import confusion_figure, selected_cell
 from cifar_core.charts.prediction import saliency_figure, top_classes_figure
 from cifar_core.charts.progression import (
+    LABEL_ROOM,
     REPORT_FINE_NAME,
     REPORT_SUPER_NAME,
     progression_figure,
@@ -79,6 +80,34 @@ def test_progression_plots_counted_runs_and_labelled_report_markers(records):
     assert list(fig.layout.xaxis.tickvals) == sorted(SPECS)
 
 
+def _point(model, top1, superclass=None, labels="fine"):
+    return ra.ProgressionPoint(model=model, labels=labels, run_id=f"r{model}{labels}", top1=top1,
+                               top5=None, superclass=superclass, profile="seed", dataset="d")
+
+
+def test_progression_leaves_room_for_labels_near_100_percent():
+    points = [_point(1, 0.55, 0.75), _point(8, 0.97, 0.99), _point(1, 0.995, labels="coarse")]
+    fig = progression_figure(points)
+    low, high = fig.layout.yaxis.range
+    labelled = [y for t in fig.data if "text" in t.mode and t.name.startswith(("Fine", "Super"))
+                for y in t.y]
+    assert high >= max(labelled) + LABEL_ROOM  # the label above the highest value fits
+    assert max(fig.layout.yaxis.tickvals) == 100  # no "110%" tick
+    assert all(t.cliponaxis is False for t in fig.data)  # markers at the edge drawn whole
+    assert low == 0
+
+
+def test_progression_labels_move_below_a_marker_just_above_them():
+    fig = progression_figure([_point(1, 0.30, 0.60), _point(8, 0.883, 0.92)], reference={})
+    fine = _trace(fig, "Fine top-1")
+    # model 1: the superclass marker is far above; model 8: it is 3.7 points above
+    assert list(fine.textposition) == ["top center", "bottom center"]
+    near_zero = progression_figure([_point(5, 0.015, 0.045)], reference={})
+    position = _trace(near_zero, "Fine top-1").textposition[0]
+    assert position == "middle left"  # no room below 0%, the marker above is too close
+    assert near_zero.layout.yaxis.range[0] <= 1.5 - LABEL_ROOM / 2  # the label stays inside
+
+
 def test_progression_shows_later_models_and_copes_with_no_runs():
     point = ra.ProgressionPoint(model=9, labels="fine", run_id="r9", top1=0.5, top5=0.8,
                                 superclass=None, profile="seed", dataset="d")
@@ -90,14 +119,29 @@ def test_progression_shows_later_models_and_copes_with_no_runs():
 
 
 def test_extremes_figure_shows_both_ends_in_percent(fine5):
-    weakest, strongest = ca.weakest_and_strongest(fine5.metrics, "f1", 6)
-    fig = extremes_figure(weakest, strongest, "f1", fine5.run_id)
+    extremes = ca.weakest_and_strongest(fine5.metrics, "f1", 6)
+    fig = extremes_figure(extremes, fine5.run_id)
     strong, weak = _trace(fig, "strongest"), _trace(fig, "weakest")
-    assert sorted(weak.y) == sorted(weakest["class"])
-    assert sorted(strong.x) == pytest.approx(sorted(100 * strongest["f1"]))
+    assert sorted(weak.y) == sorted(c.replace("_", " ") for c in extremes.weakest["class"])
+    assert sorted(strong.x) == pytest.approx(sorted(100 * extremes.strongest["f1"]))
+    assert not any("_" in name for name in (*weak.y, *strong.y))  # names in words
     order = list(fig.layout.yaxis.categoryarray)
-    assert order[0] == weakest["class"].iloc[0] and order[-1] == strongest["class"].iloc[0]
-    assert fine5.run_id in fig.layout.title.text
+    assert order[0] == extremes.weakest["class"].iloc[0].replace("_", " ")
+    assert order[-1] == extremes.strongest["class"].iloc[0].replace("_", " ")
+    assert fine5.run_id in fig.layout.title.text and "F1" in fig.layout.title.text
+
+
+def _metrics_with_f1(values: dict[str, float]) -> dict:
+    return {"class_names": list(values),
+            "per_class": [{"class": name, "superclass": "some_group", "precision": v,
+                           "recall": v, "f1": v, "support": 4} for name, v in values.items()]}
+
+
+def test_extremes_figure_of_tied_classes_shows_no_bars_and_says_why():
+    tied = ca.weakest_and_strongest(_metrics_with_f1({f"class_{i}": 1.0 for i in range(6)}))
+    fig = extremes_figure(tied)
+    assert not [t for t in fig.data if t.type == "bar"]  # no class painted weak or strong
+    assert "All 6 classes have F1 100.0%" in fig.layout.annotations[0].text
 
 
 def test_class_difference_figure_keeps_only_changes(fine1, fine5):
@@ -118,7 +162,10 @@ def test_confused_pairs_figure(fine1):
     fig = confused_pairs_figure(pairs, fine1.run_id)
     assert list(fig.data[0].x) == list(pairs["count"])[::-1]
     first = pairs.iloc[0]
-    assert fig.data[0].y[-1] == f"{first['true class']} → {first['predicted as']}"
+    assert fig.data[0].y[-1] == (f"{first['true class'].replace('_', ' ')} → "
+                                 f"{first['predicted as'].replace('_', ' ')}")
+    # room beyond the longest bar for its "count (share)" label
+    assert fig.layout.xaxis.range[1] > 1.2 * pairs["count"].max()
 
 
 def test_confusion_heatmap_counts_percent_and_selectable_cells(fine1):
@@ -170,9 +217,9 @@ def test_fine_confusion_within_superclass_figure(fine1):
 
 
 def test_top_classes_figure():
-    fig = top_classes_figure(["cat", "dog", "fox"], [0.7, 0.2, 0.1])
+    fig = top_classes_figure(["maple_tree", "dog", "fox"], [0.7, 0.2, 0.1])
     bar = fig.data[0]
-    assert list(bar.y) == ["cat", "dog", "fox"]
+    assert list(bar.y) == ["maple tree", "dog", "fox"]
     assert list(bar.x) == pytest.approx([70, 20, 10])
     assert list(bar.text) == ["70.0%", "20.0%", "10.0%"]
     assert fig.layout.yaxis.autorange == "reversed"
@@ -209,6 +256,18 @@ def test_trials_parallel_figure_highlights_the_chosen_trial():
     assert list(optimizer.ticktext) == ["adam", "sgd"] and list(optimizer.values) == [0, 1, 0]
     assert list(parcoords.line.color) == [0, 0, 1]
     assert list(parcoords.dimensions[3].values) == pytest.approx([0.2, 0.4, 0.5])
+
+
+def test_trials_parallel_figure_labels_learning_rates_readably():
+    text = ("stage,trial_id,learning_rate,units,mean\n1,a,0.0001,64,0.2\n1,b,0.0003,128,0.3\n"
+            "2,c,0.001,64,0.4\n")
+    fig = trials_parallel_figure(ta.parse_trials(text))
+    rate = next(d for d in fig.data[0].dimensions if d.label.startswith("learning_rate"))
+    assert list(rate.ticktext) == ["1e-4", "3e-4", "1e-3"]  # not plotly's "100μ"
+    assert "log" in rate.label
+    assert list(rate.values) == pytest.approx(np.log10([1e-4, 3e-4, 1e-3]))
+    units = next(d for d in fig.data[0].dimensions if d.label == "units")
+    assert list(units.ticktext) == ["64", "128"]
 
 
 def test_augmentation_figure_shows_original_and_labelled_copies():

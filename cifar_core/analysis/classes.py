@@ -7,9 +7,12 @@ refuses, with a ``RunFolderError`` naming what is missing, metrics that lack wha
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
+from cifar_core.analysis.names import readable
 from cifar_core.errors import RunFolderError
 
 CLASS_METRICS = ("precision", "recall", "f1")
@@ -87,24 +90,108 @@ def per_class_table(metrics: dict, superclasses: list[str] | None = None) -> pd.
     return frame.reset_index(drop=True)
 
 
-def weakest_and_strongest(metrics: dict, metric: str = "f1", count: int = 10
-                          ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ``count`` lowest and the ``count`` highest classes by ``metric``, disjoint
-    (ties: by class name).
+METRIC_NAMES = {"precision": "precision", "recall": "recall", "f1": "F1"}
 
-    Classes without test images (support 0) are left out: their scores mean nothing.
+
+def metric_name(metric: str) -> str:
+    """``"f1"`` -> ``"F1"``: a metric as a sentence names it."""
+    return METRIC_NAMES.get(metric, metric)
+
+
+@dataclass(frozen=True)
+class ClassExtremes:
+    """The weakest and strongest classes by one metric, and what ties hide.
+
+    ``weakest`` holds only classes below the best value and ``strongest`` only classes above
+    every weakest one shown, so no class (and no value) is ever called both weak and strong.
+    When every class shares one value both are empty and ``tied_value`` holds it. Where the
+    cut of a list falls inside a tie, the classes shown are the first of the tie by name, and
+    ``notes`` says so.
+    """
+
+    weakest: pd.DataFrame
+    strongest: pd.DataFrame
+    metric: str
+    classes: int  # classes ranked (those with test images)
+    tied_value: float | None = None  # the value every ranked class shares
+    notes: tuple[str, ...] = ()
+
+    @property
+    def all_tied(self) -> bool:
+        return self.tied_value is not None
+
+    @property
+    def message(self) -> str | None:
+        """One plain sentence for a caption: the tie, or the partial ties at the cuts."""
+        if self.classes == 0:
+            return "No class has test images: there is nothing to rank."
+        if self.all_tied:
+            return (f"All {self.classes} classes have {metric_name(self.metric)} "
+                    f"{100 * self.tied_value:.1f}%: no class is weaker or stronger than "
+                    "another.")
+        return " ".join(self.notes) or None
+
+
+def _cut_note(shown: pd.DataFrame, ranked: pd.DataFrame, metric: str, side: str) -> str | None:
+    """Say so when the last class of a list shares its value with classes left out."""
+    if shown.empty:
+        return None
+    last = shown[metric].iloc[-1]
+    tied = int(np.isclose(ranked[metric], last, rtol=0, atol=1e-12).sum())
+    listed = int(np.isclose(shown[metric], last, rtol=0, atol=1e-12).sum())
+    if tied <= listed:
+        return None
+    return (f"{tied} classes have {metric_name(metric)} {100 * last:.1f}% at the cut of the "
+            f"{side} list; the {listed} listed are the first of them by name.")
+
+
+def in_words(frame: pd.DataFrame, columns: tuple[str, ...] = ("class", "superclass",
+                                                               "true class", "predicted as")
+             ) -> pd.DataFrame:
+    """A copy of ``frame`` for display: its class and superclass columns in words.
+
+    Data and CSV files keep the raw names; only tables a person reads go through this.
+    """
+    shown = frame.copy()
+    for column in columns:
+        if column in shown.columns:
+            shown[column] = [value if pd.isna(value) else readable(value)
+                             for value in shown[column]]
+    return shown
+
+
+def weakest_and_strongest(metrics: dict, metric: str = "f1", count: int = 10
+                          ) -> ClassExtremes:
+    """The up to ``count`` lowest and ``count`` highest classes by ``metric``, disjoint.
+
+    Classes without test images (support 0) are left out: their scores mean nothing. A
+    class counts as weak only below the best value, and as strong only above the weakest
+    listed, so ties (every class at 100%, many at 0) never show one class, or one value, on
+    both sides.
     """
     if metric not in CLASS_METRICS:
         raise ValueError(f"metric must be one of {CLASS_METRICS}, got {metric!r}")
     table = per_class_table(metrics)
     table = table[table["support"] > 0]
-    count = max(0, min(count, len(table) // 2 if len(table) > 1 else len(table)))
+    empty = table.iloc[0:0].reset_index(drop=True)
+    if table.empty:
+        return ClassExtremes(empty, empty, metric, 0)
+    values = table[metric].astype(float)
+    low, high = float(values.min()), float(values.max())
+    if np.isclose(low, high, rtol=0, atol=1e-12):
+        return ClassExtremes(empty, empty, metric, len(table), tied_value=high)
+    count = max(0, min(count, len(table) // 2))
     ordered = table.sort_values([metric, "class"], kind="stable")
-    weakest = ordered.head(count)
-    # Drawn from the other classes, so that ties (many classes at 0) never list one twice.
-    strongest = ordered.drop(weakest.index).sort_values(
-        [metric, "class"], ascending=[False, True], kind="stable").head(count)
-    return weakest.reset_index(drop=True), strongest.reset_index(drop=True)
+    weakest = ordered[~np.isclose(ordered[metric], high, rtol=0, atol=1e-12)].head(count)
+    ceiling = float(weakest[metric].max()) if len(weakest) else low
+    above = ordered[ordered[metric] > ceiling + 1e-12]
+    strongest = above.sort_values([metric, "class"], ascending=[False, True],
+                                  kind="stable").head(count)
+    notes = tuple(note for note in (
+        _cut_note(weakest, ordered, metric, "weakest"),
+        _cut_note(strongest, ordered, metric, "strongest")) if note)
+    return ClassExtremes(weakest.reset_index(drop=True), strongest.reset_index(drop=True),
+                         metric, len(table), notes=notes)
 
 
 def class_difference(metrics_a: dict, metrics_b: dict, metric: str = "f1") -> pd.DataFrame:

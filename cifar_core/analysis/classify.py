@@ -2,24 +2,48 @@
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import ExifTags, Image
 
+from cifar_core.analysis.names import readable
 from cifar_core.analysis.saliency import Saliency, saliency_map
 from cifar_core.data.images import open_image, to_model_input
 from cifar_core.inference import Classifier, Prediction
 
+# Below this top-1 probability the page says plainly that the model is unsure; with 100
+# classes a uniform guess gives each 1%, so 30% still leaves most of the weight elsewhere.
+UNSURE_BELOW = 0.30
+# A top class less than this far ahead of the second is a toss-up between the two.
+UNSURE_MARGIN = 0.10
+_ROTATED = (5, 6, 7, 8)  # EXIF orientations that swap width and height when applied
+
 
 @dataclass(frozen=True)
 class ClassifiedUpload:
-    original_size: tuple[int, int]  # width, height of the decoded file
+    original_size: tuple[int, int]  # width, height of the file as stored (upright)
     model_input: np.ndarray  # the 32x32x3 uint8 image the model actually saw
     prediction: Prediction  # top-k classes, probabilities, superclass
     saliency: Saliency | None
     run_id: str
     seconds: float  # decode + predict (saliency excluded)
+
+
+def stored_size(data: bytes) -> tuple[int, int]:
+    """Width and height of an image file as it is stored, read from its header only.
+
+    The decoder may reduce a large JPEG while decoding it (``draft``), which is faster but
+    makes the decoded image smaller than the file; the size a person knows is the file's.
+    EXIF rotation is applied as the decoder applies it (a portrait photo stays portrait).
+    """
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1) \
+            if img.format == "JPEG" else 1
+    return (height, width) if orientation in _ROTATED else (width, height)
 
 
 def classify_upload(classifier: Classifier, data: bytes, name: str = "upload", *,
@@ -32,6 +56,28 @@ def classify_upload(classifier: Classifier, data: bytes, name: str = "upload", *
     seconds = time.perf_counter() - start
     saliency = (saliency_map(classifier.model, model_input, prediction.indices[0])
                 if explain else None)
-    return ClassifiedUpload(original_size=image.size, model_input=model_input,
+    return ClassifiedUpload(original_size=stored_size(data), model_input=model_input,
                             prediction=prediction, saliency=saliency,
                             run_id=classifier.run_id, seconds=seconds)
+
+
+def uncertainty(prediction: Prediction) -> str | None:
+    """A plain sentence when the model is unsure of its top class, else None.
+
+    Unsure: the top probability is below ``UNSURE_BELOW``, or the runner-up is within
+    ``UNSURE_MARGIN`` of it.
+    """
+    if not prediction.probabilities:
+        return None
+    first = float(prediction.probabilities[0])
+    top = readable(prediction.classes[0])
+    if first < UNSURE_BELOW:
+        return (f"The model is unsure: its best guess, {top}, has only {100 * first:.1f}% "
+                f"probability (below {100 * UNSURE_BELOW:.0f}%). Treat it as a guess; the "
+                "image may show something outside the model's classes.")
+    if len(prediction.probabilities) > 1:
+        second = float(prediction.probabilities[1])
+        if first - second < UNSURE_MARGIN:
+            return (f"The model is unsure between {top} ({100 * first:.1f}%) and "
+                    f"{readable(prediction.classes[1])} ({100 * second:.1f}%).")
+    return None

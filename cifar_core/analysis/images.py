@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image
 
 from cifar_core.analysis.classes import class_names, output_to_superclass
+from cifar_core.analysis.names import readable
 from cifar_core.data.dataset import Dataset
 from cifar_core.errors import CifarCoreError, DataError, RunFolderError
 from cifar_core.runs.store import PREDICTIONS_FILE, RunRecord
@@ -97,15 +98,17 @@ class GalleryItem:
 
 def gallery(examples: list[Example], images: np.ndarray, metrics: dict,
             size: int = 96) -> list[GalleryItem]:
-    """Captioned, enlarged test images for ``examples`` (from ``select_examples``)."""
+    """Captioned, enlarged test images for ``examples`` (from ``select_examples``); the
+    captions name the classes in words."""
     names = class_names(metrics)
     items = []
     for example in examples:
         if not 0 <= example.test_index < len(images):
             raise DataError(f"test image {example.test_index} is out of range: the data set "
                             f"has {len(images)} test images")
-        caption = (f"#{example.test_index}: true {names[example.true_class]}, predicted "
-                   f"{names[example.predicted_class]} ({100 * example.confidence:.0f}%)")
+        caption = (f"#{example.test_index}: true {readable(names[example.true_class])}, "
+                   f"predicted {readable(names[example.predicted_class])} "
+                   f"({100 * example.confidence:.0f}%)")
         items.append(GalleryItem(upscale(images[example.test_index], size), caption, example))
     return items
 

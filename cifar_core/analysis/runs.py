@@ -17,17 +17,20 @@ import pandas as pd
 
 from cifar_core.cli import run_summary
 from cifar_core.models.specs import SPECS, spec_differences
+from cifar_core.runs.files import read_json
 from cifar_core.runs.store import (
     CONFIG_FILE,
     METRICS_FILE,
     RUN_FILE,
     RUN_ID_PATTERN,
     RunRecord,
+    parse_iso,
     runs_root,
 )
 from cifar_core.training.config import current_spec_for_run
 
 RunKey = tuple[int, str]  # (model number, label set)
+JOB_FILE = "job.json"  # a queued job's request (cifar_core.jobs.queue.JOB_FILE)
 
 
 def choice_key(key: RunKey) -> str:
@@ -80,12 +83,40 @@ def dataset_key(record: RunRecord) -> str | None:
     return f"{dataset['name']}:{str(dataset.get('sha256') or '')[:12]}"
 
 
+DATASET_NAMES = {"cifar100": "CIFAR-100", "cifar-100": "CIFAR-100", "cifar10": "CIFAR-10",
+                 "cifar-10": "CIFAR-10"}  # data set ids as people write them
+
+
+def dataset_display_name(name: str | None) -> str:
+    """``"cifar100"`` -> ``"CIFAR-100"``; an image-folder data set's name as it was given."""
+    if not name:
+        return "unknown data"
+    return DATASET_NAMES.get(str(name).lower(), str(name))
+
+
+def dataset_name(record: RunRecord | None) -> str | None:
+    """The display name of the data set a run was trained on, or None when unrecorded."""
+    name = (((record.config or {}).get("dataset") or {}).get("name")) if record else None
+    return dataset_display_name(name) if name else None
+
+
 def dataset_label(record: RunRecord) -> str:
+    """``"CIFAR-100 (1a2b3c4d, 40000 train / 10000 test)"``: name, content hash, sizes."""
     dataset = (record.config or {}).get("dataset") or {}
-    name = dataset.get("name") or "unknown data"
+    name = dataset_display_name(dataset.get("name"))
     sha = str(dataset.get("sha256") or "")[:8]
     sizes = f", {dataset.get('num_train')} train / {dataset.get('num_test')} test"
     return f"{name} ({sha}{sizes})" if sha else name
+
+
+def dataset_short_label(record: RunRecord) -> str | None:
+    """``"CIFAR-100 (1a2b3c4d)"``: name and content hash, for narrow table columns."""
+    dataset = (record.config or {}).get("dataset") or {}
+    if not dataset:
+        return None
+    sha = str(dataset.get("sha256") or "")[:8]
+    name = dataset_display_name(dataset.get("name"))
+    return f"{name} ({sha})" if sha else name
 
 
 def datasets_of(records: Iterable[RunRecord]) -> dict[str, str]:
@@ -190,18 +221,61 @@ def _percent(value) -> float | None:
     return round(100.0 * value, 2) if isinstance(value, (int, float)) else None
 
 
-RUNS_TABLE_COLUMNS = ("run id", "model", "labels", "profile", "data set", "epochs",
-                      "training time (s)", "top-1 %", "top-5 %", "superclass %", "status",
-                      "counts", "problems")
+RUNS_TABLE_COLUMNS = ("run id", "status", "counts", "model", "labels", "profile", "top-1 %",
+                      "top-5 %", "superclass %", "epochs", "training (s)", "whole run (min)",
+                      "data set", "problems")
+UNKNOWN = "-"  # what a table shows where a run records nothing (yet)
+
+
+def run_minutes(record: RunRecord) -> float | None:
+    """Minutes from the run's start to its end (``run.json``): everything the job did, the
+    data loading, feature pass, warm-up, search and evaluation included, which the recorded
+    training time (the fit alone) leaves out. None until the run has ended."""
+    started, ended = (parse_iso(value) if isinstance(value := record.run.get(key), str)
+                      else None for key in ("started_at", "ended_at"))
+    if started is None or ended is None or ended < started:
+        return None
+    return round((ended - started) / 60.0, 2)
+
+
+def requested_run(record: RunRecord) -> dict:
+    """Model, labels and profile of a run: from its ``config.json``, or, for a queued job that
+    has not written one yet, from the ``cifar-core train`` arguments in its ``job.json``."""
+    config = record.config or {}
+    if config:
+        return {"model": record.model_number, "labels": record.label_set,
+                "profile": config.get("profile")}
+    if record.status == "unreadable":  # a folder with links: none of its files is opened
+        return {}
+    try:
+        job = read_json(record.path / JOB_FILE)
+    except (OSError, ValueError):
+        return {}
+    arguments = [str(a) for a in (job.get("arguments") or [])] if isinstance(job, dict) else []
+    found = {}
+    for flag, key in (("--model", "model"), ("--labels", "labels"), ("--profile", "profile")):
+        if flag in arguments[:-1]:
+            found[key] = arguments[arguments.index(flag) + 1]
+    return found
+
+
+def _text(value) -> str:
+    return UNKNOWN if value is None or value == "" else str(value)
 
 
 def runs_table(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord] | None = None
                ) -> pd.DataFrame:
-    """Every run (unreadable ones too, with their reason), newest first, as a table."""
+    """Every run (unreadable ones too, with their reason), newest first, as a table.
+
+    Status and whether the run counts come first, so a narrow screen still shows them;
+    model, labels and profile are text (``-`` where a run records none). Two durations:
+    ``training (s)`` as training recorded it (the fit), ``whole run (min)`` from start to end.
+    """
     counted = {r.run_id for r in (counting or {}).values()}
     rows = []
     for record in _newest_first(records):
         summary = run_summary(record)
+        request = requested_run(record)
         notes = list(summary["problems"])
         if summary["error"] and record.status in ("failed", "stopped"):
             notes.append(str(summary["error"]))
@@ -209,17 +283,18 @@ def runs_table(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord
             notes.append(f"earlier spec ({'; '.join(differences)})")
         rows.append({
             "run id": record.run_id,
-            "model": summary["model"],
-            "labels": summary["labels"],
-            "profile": summary["profile"],
-            "data set": dataset_label(record) if record.config else None,
-            "epochs": summary["epochs_run"],
-            "training time (s)": summary["training_seconds"],
+            "status": record.status,
+            "counts": record.run_id in counted,
+            "model": _text(request.get("model")),
+            "labels": _text(request.get("labels")),
+            "profile": _text(request.get("profile")),
             "top-1 %": _percent(summary["test_top1"]),
             "top-5 %": _percent(summary["test_top5"]),
             "superclass %": _percent(summary["test_superclass_top1"]),
-            "status": record.status,
-            "counts": record.run_id in counted,
+            "epochs": summary["epochs_run"],
+            "training (s)": summary["training_seconds"],
+            "whole run (min)": run_minutes(record),
+            "data set": dataset_short_label(record) if record.config else None,
             "problems": "; ".join(notes),
         })
     return pd.DataFrame(rows, columns=list(RUNS_TABLE_COLUMNS))

@@ -125,8 +125,50 @@ def _same(a, b) -> bool:
         return str(a).strip().lower() == str(b).strip().lower()
 
 
+STAGE_SEARCHES = {"1": "random search", "2": "grid search"}  # model 7's two stages
+
+
+def stage_name(stage) -> str:
+    """``2`` -> ``"stage 2 (grid search)"``; other stage values as they are written."""
+    text = str(stage).strip()
+    if text.endswith(".0"):  # a stage column read as floats
+        text = text[:-2]
+    search = STAGE_SEARCHES.get(text)
+    return f"stage {text}" + (f" ({search})" if search else "")
+
+
+def score_name(trials: Trials) -> str:
+    """What the score column measures, in words."""
+    return "mean validation accuracy" if "acc" in trials.score else "mean score"
+
+
+def _stage_of(trials: Trials, index: int):
+    return None if trials.stage is None else trials.frame.loc[index, trials.stage]
+
+
+def _is_best_of_stage(trials: Trials, index: int) -> bool:
+    frame = trials.frame
+    peers = frame if trials.stage is None else frame[frame[trials.stage]
+                                                     == frame.loc[index, trials.stage]]
+    return bool(np.isclose(float(frame.loc[index, trials.score]),
+                           peers[trials.score].astype(float).max()))
+
+
+def _best_phrase(trials: Trials, index: int) -> str:
+    """``"the best mean validation accuracy of stage 2 (grid search)"``."""
+    stage = _stage_of(trials, index)
+    where = f" of {stage_name(stage)}" if stage is not None else " of the search"
+    return f"the best {score_name(trials)}{where}"
+
+
+def _trial_name(trials: Trials, index: int) -> str:
+    return f"trial {trials.frame.loc[index, trials.trial]}" if trials.trial else "the trial"
+
+
 def chosen_trial(trials: Trials, config: dict | None) -> tuple[int | None, str]:
-    """Row index of the chosen configuration in ``trials.frame`` and how it was found.
+    """Row index of the chosen configuration in ``trials.frame`` and, in words, how it was
+    chosen (for a caption: which trial, by what rule, and that the final model was trained
+    with it).
 
     In order: a trial id recorded in ``config.json`` (``search.chosen_trial_id`` or
     ``best_trial_id``); the trial whose hyperparameters equal the configuration's; the best
@@ -139,7 +181,11 @@ def chosen_trial(trials: Trials, config: dict | None) -> tuple[int | None, str]:
         if wanted is not None and trials.trial:
             hits = frame.index[frame[trials.trial].astype(str) == str(wanted)]
             if len(hits):
-                return int(hits[-1]), f"trial {wanted}, recorded in config.json"
+                index = int(hits[-1])
+                rule = (_best_phrase(trials, index) if _is_best_of_stage(trials, index)
+                        else "the search's choice")
+                return index, (f"trial {wanted}, {rule}: the configuration the final model "
+                               "was trained with (recorded in config.json)")
     values: dict = {}
     for part in ("hyperparameters", "search"):
         _flatten("", (config or {}).get(part) or {}, values)
@@ -152,9 +198,23 @@ def chosen_trial(trials: Trials, config: dict | None) -> tuple[int | None, str]:
             mask &= frame[column].map(lambda v, c=column: _same(v, values[c])).to_numpy()
         if mask.any():
             hits = frame[mask]
-            best = hits[trials.score].astype(float).idxmax()
-            return int(best), ("the trial whose " + ", ".join(shared)
-                               + " match config.json")
+            best = int(hits[trials.score].astype(float).idxmax())
+            names = [c.replace("_", " ") for c in shared]
+            listed = (", ".join(names[:-1]) + " and " + names[-1]) if len(names) > 1 \
+                else names[0]
+            return best, (f"{_trial_name(trials, best)}, whose {listed} match the "
+                          "configuration the final model was trained with (config.json)")
     last = frame if trials.stage is None else frame[frame[trials.stage] == trials.stages[-1]]
-    best = last[trials.score].astype(float).idxmax()
-    return int(best), "the best mean score of the last stage"
+    best = int(last[trials.score].astype(float).idxmax())
+    return best, (f"{_trial_name(trials, best)}, {_best_phrase(trials, best)}, the last stage "
+                  "(the search's own rule; config.json records no choice)")
+
+
+def stages_chosen_first(trials: Trials, chosen: int | None) -> list:
+    """The stages in the order to show them: the chosen trial's stage first (where the
+    answer is), then the others in the search's order."""
+    stages = trials.stages
+    if chosen is None or trials.stage is None or chosen not in trials.frame.index:
+        return stages
+    first = trials.frame.loc[chosen, trials.stage]
+    return [first, *(s for s in stages if s != first)]

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from cifar_core.analysis.names import readable, readable_all
 from cifar_core.charts.style import FINE, NEUTRAL, base_layout
 
 # Transparent where nothing mattered, so the image shows through; hot where it did.
@@ -16,13 +17,13 @@ OVERLAY_SCALE = [[0.0, "rgba(255, 255, 0, 0)"], [0.35, "rgba(255, 140, 0, 0.25)"
 
 def top_classes_figure(classes: Sequence[str], probabilities: Sequence[float],
                        title: str | None = "Top-5 classes") -> go.Figure:
-    """Horizontal bars of the top classes, best at the top, in percent."""
+    """Horizontal bars of the top classes (in words), best at the top, in percent."""
     if len(classes) != len(probabilities) or not classes:
         raise ValueError("need as many probabilities as classes, at least one")
     percent = [100.0 * float(p) for p in probabilities]
     colors = [FINE] + [NEUTRAL] * (len(classes) - 1)
     fig = go.Figure(go.Bar(
-        y=list(classes), x=percent, orientation="h", marker_color=colors,
+        y=readable_all(classes), x=percent, orientation="h", marker_color=colors,
         text=[f"{p:.1f}%" for p in percent], textposition="outside",
         hovertemplate="%{y}: %{x:.2f}%<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title=None)
@@ -38,7 +39,7 @@ def saliency_figure(image: np.ndarray, heatmap: np.ndarray, method: str = "salie
     if image.shape[:2] != heatmap.shape:
         raise ValueError(f"heatmap {heatmap.shape} does not match image {image.shape[:2]}")
     names = {"gradcam": "Grad-CAM (HiResCAM)", "smoothgrad": "SmoothGrad"}
-    title = names.get(method, method) + (f" for '{label}'" if label else "")
+    title = names.get(method, method) + (f" for '{readable(label)}'" if label else "")
     fig = go.Figure([
         go.Image(z=image, hoverinfo="skip"),
         go.Heatmap(z=heatmap, colorscale=OVERLAY_SCALE, opacity=opacity, zmin=0, zmax=1,

@@ -44,3 +44,12 @@ def base_layout(fig: go.Figure, title: str | None = None, height: int | None = N
     if height:
         fig.update_layout(height=height)
     return fig
+
+
+def square_cells(fig: go.Figure) -> go.Figure:
+    """Draw a heatmap's cells square: the plot area shrinks to a square within the figure
+    (``constrain="domain"``) instead of stretching into a wide strip or a tall column, so a
+    20x20 matrix stays readable however wide the page is."""
+    fig.update_xaxes(constrain="domain")
+    fig.update_yaxes(scaleanchor="x", scaleratio=1, constrain="domain")
+    return fig

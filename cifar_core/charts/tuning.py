@@ -9,11 +9,39 @@ import plotly.graph_objects as go
 from cifar_core.analysis.trials import Trials
 from cifar_core.charts.style import HIGHLIGHT, NEUTRAL, base_layout
 
+MAX_TICKS = 8  # up to this many distinct values: one tick at each, labelled exactly
+LOG_SPREAD = 10.0  # positive values spanning this factor or more go on a log10 axis
+
+
+def number_text(value: float) -> str:
+    """A tick label people read: ``1e-4``, ``3e-4``, ``0.01``, ``0.2``, ``256``.
+
+    Plotly's own ticks print small numbers with SI prefixes (``100μ``), which reads as
+    micro-something, not as a learning rate.
+    """
+    value = float(value)
+    if value != 0 and abs(value) < 1e-2:
+        mantissa, exponent = f"{value:.1e}".split("e")
+        return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+    return f"{value:g}"
+
 
 def _dimension(values: pd.Series, label: str, categorical: bool = False) -> dict:
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all() and not categorical:
-        return dict(label=label, values=numeric.astype(float).to_numpy())
+        numbers = numeric.astype(float).to_numpy()
+        distinct = np.unique(numbers)
+        logarithmic = bool(distinct.min() > 0 and distinct.max() / distinct.min() >= LOG_SPREAD)
+        if logarithmic:  # parcoords has no log axis: plot log10, label with the values
+            ticks = distinct if len(distinct) <= MAX_TICKS else 10.0 ** np.arange(
+                np.floor(np.log10(distinct.min())), np.ceil(np.log10(distinct.max())) + 1)
+            return dict(label=f"{label} (log scale)", values=np.log10(numbers),
+                        tickvals=np.log10(ticks).tolist(),
+                        ticktext=[number_text(v) for v in ticks])
+        if len(distinct) <= MAX_TICKS:
+            return dict(label=label, values=numbers, tickvals=distinct.tolist(),
+                        ticktext=[number_text(v) for v in distinct])
+        return dict(label=label, values=numbers, tickformat="~g")
     categories = list(dict.fromkeys(values.astype(str)))
     codes = values.astype(str).map({c: i for i, c in enumerate(categories)})
     return dict(label=label, values=codes.to_numpy(dtype=float),
