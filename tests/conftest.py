@@ -67,6 +67,28 @@ def fixture_runs(tmp_path_factory, tiny_cifar100) -> Path:
     return artifacts
 
 
+@pytest.fixture
+def jobs_without_processes(monkeypatch) -> list[str]:
+    """Jobs are queued for real (run folder, job.json) but no process is started, and none is
+    relaunched, so nothing trains: each job stays ``queued`` with its process gone. Returns
+    the run ids "launched"."""
+    import cifar_core.jobs
+    from cifar_core.jobs import queue as job_queue
+
+    launched: list[str] = []
+
+    def launch_nothing(path: Path, job: dict, lock_fd: int) -> dict:
+        job = {**job, "pid": None}
+        job_queue._write_job(path, job)
+        launched.append(path.name)
+        return job
+
+    monkeypatch.setattr(job_queue, "_launch", launch_nothing)
+    for module in (job_queue, cifar_core.jobs):
+        monkeypatch.setattr(module, "resume_queued_jobs", lambda artifacts=None: [])
+    return launched
+
+
 def require_shared(path: Path) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent: this test needs {path.name} from the project's "

@@ -11,6 +11,8 @@ usual run files (``cifar_core.runs.store``) the folder holds:
 ================  ==========================================================================
 
 and ``<artifacts>/jobs.lock`` is the one training slot: the job that trains holds it.
+``<artifacts>/progression.lock`` is held while ``submit_progression`` looks for a queued copy
+of the progression and queues it, so that it is queued once however many ask at once.
 
 Why ``flock``: the kernel drops a lock when the process holding it dies, however it dies
 (SIGKILL, out of memory, a machine restart). A killed job never blocks the queue, and "is
@@ -33,6 +35,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import fcntl
+import hashlib
+import json
 import os
 import re
 import signal
@@ -47,6 +51,13 @@ from pathlib import Path
 from cifar_core import settings
 from cifar_core.errors import CifarCoreError, ConfigError, DataError, RunFolderError
 from cifar_core.runs.files import atomic_write_json, read_json
+from cifar_core.runs.progress import (
+    phase_counts,
+    phase_eta,
+    phase_fraction,
+    phase_rate,
+    where_stopped,
+)
 from cifar_core.runs.store import (
     FINAL_STATUSES,
     LOG_FILE,
@@ -70,6 +81,15 @@ STOP_GRACE_SECONDS = 10.0  # SIGTERM first; SIGKILL if the job has not ended by 
 MAX_LAUNCHES = 3  # a job whose process keeps dying before it runs is given up, not looped
 LOG_TAIL_MAX_BYTES = 256 * 1024
 
+# Model 7's search settings a job may override (the CLI's "model 7 search" flags).
+SEARCH_OVERRIDE_FLAGS = {
+    "search_mode": "--search-mode",
+    "search_trials": "--trials",
+    "search_folds": "--folds",
+    "search_epochs": "--search-epochs",
+    "grid_epochs": "--grid-epochs",
+    "grid_trials": "--grid-trials",
+}
 # Settings a job may override, and the CLI flag each one becomes.
 OVERRIDE_FLAGS = {
     "epochs": "--epochs",
@@ -78,9 +98,10 @@ OVERRIDE_FLAGS = {
     "learning_rate": "--learning-rate",
     "seed": "--seed",
     "freeze_base": "--freeze-base",
+    **SEARCH_OVERRIDE_FLAGS,
 }
+PROGRESSION_LOCK_FILE = "progression.lock"  # in the artifacts root: one progression check
 
-_STOPPED_BEFORE_START = "stopped by the user before it started"
 _INTERRUPTED = ("interrupted: the job's process ended without finishing (killed, out of "
                 "memory, or the machine restarted); see log.txt")
 
@@ -111,10 +132,11 @@ class JobInfo:
     epoch: int | None = None
     epochs: int | None = None
     epochs_done: int = 0
-    step: int | None = None
-    steps: int | None = None
+    step: float | None = None  # the phase's count: done of ``steps`` (``unit``)
+    steps: float | None = None
+    unit: str | None = None  # "batches", "images", "trials" (cifar_core.runs.progress)
     eta_seconds: float | None = None
-    fraction: float = 0.0  # of the whole training, 0..1
+    fraction: float = 0.0  # of the phase in progress (training: of all its epochs), 0..1
     pid: int | None = None
     error: str | None = None
     note: str | None = None  # e.g. why a queued job is not waiting
@@ -226,8 +248,11 @@ def _launch(path: Path, job: dict, lock_fd: int) -> dict:
 
     The process gets its own session (so its process group can be signalled as a whole and
     it survives the app), stdin from /dev/null, and stdout + stderr appended to log.txt.
+    TensorFlow's native info and warning lines are silenced at the source
+    (``TF_CPP_MIN_LOG_LEVEL=2``, unless the app's environment sets a level); its errors
+    still reach the log.
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {"TF_CPP_MIN_LOG_LEVEL": "2", **os.environ, "PYTHONUNBUFFERED": "1"}
     command = [sys.executable, "-m", WORKER_MODULE, str(path)]
     job = {**job, "pid": None}
     _write_job(path, job)  # never leave the previous launch's pid while this one starts
@@ -311,6 +336,11 @@ def build_train_arguments(*, model: int, labels: str = "fine", profile: str = "q
     freeze = bool(overrides.pop("freeze_base", False))
     config = make_config(model, labels=labels, profile=profile, freeze_base=freeze or None,
                          **overrides)
+    search = sorted(set(overrides) & set(SEARCH_OVERRIDE_FLAGS))
+    if search and not config.spec().hyperparameter_search:
+        raise ConfigError(f"{', '.join(SEARCH_OVERRIDE_FLAGS[name] for name in search)}: "
+                          f"search settings apply only to model 7 (its hyperparameter "
+                          f"search), not model {config.model}")
     arguments = ["train", "--model", str(config.model), "--labels", config.labels,
                  "--profile", config.profile]
     for name in overrides:
@@ -332,17 +362,27 @@ def submit_job(artifacts=None, *, model: int, labels: str = "fine", profile: str
                backbone_weights: str | None = None) -> str:
     """Queue one training job and start its process; return its run id.
 
-    ``overrides`` may set epochs, batch_size, patience, learning_rate, seed, freeze_base
-    (None values are ignored). Everything is checked before the run folder is claimed.
+    ``overrides`` may set epochs, batch_size, patience, learning_rate, seed, freeze_base and,
+    for model 7, its search settings (``SEARCH_OVERRIDE_FLAGS``); None values are ignored.
+    Everything is checked before the run folder is claimed.
     """
-    root = _artifacts(artifacts)
     arguments = build_train_arguments(model=model, labels=labels, profile=profile, data=data,
                                       overrides=overrides, backbone_weights=backbone_weights)
+    return _queue_job(_artifacts(artifacts), arguments)
+
+
+def _prepare_root(root: Path) -> None:
     try:
         root.mkdir(parents=True, exist_ok=True)
         (root / SLOT_LOCK_FILE).touch(exist_ok=True)
     except OSError as exc:
         raise JobError(f"cannot write to the artifacts folder {root}: {exc.strerror}") from None
+
+
+def _queue_job(root: Path, arguments: list[str], extra: dict | None = None) -> str:
+    """Claim a queued run folder for checked ``arguments``, write ``job.json`` (with the
+    fields of ``extra``) and start the job's process; return the run id."""
+    _prepare_root(root)
     prefix = f"m{arguments[2]}-{arguments[4]}"  # like pipeline.run_prefix: m<model>-<labels>
     writer = RunWriter.create(root, prefix, status="queued")
     path = writer.path
@@ -350,7 +390,7 @@ def submit_job(artifacts=None, *, model: int, labels: str = "fine", profile: str
     try:
         lock_fd = _lock_job_file(path)
         assert lock_fd is not None, "a freshly claimed folder cannot be locked by anyone else"
-        arguments += ["--artifacts", str(root), "--run-dir", str(path)]
+        arguments = [*arguments, "--artifacts", str(root), "--run-dir", str(path)]
         submitted = time.time()
         job = {
             "schema_version": JOB_SCHEMA_VERSION,
@@ -362,6 +402,7 @@ def submit_job(artifacts=None, *, model: int, labels: str = "fine", profile: str
             "host": socket.gethostname(),
             "pid": None,
             "launches": [],
+            **(extra or {}),
         }
         _launch(path, job, lock_fd)
     except (OSError, ValueError) as exc:
@@ -374,16 +415,93 @@ def submit_job(artifacts=None, *, model: int, labels: str = "fine", profile: str
     return path.name
 
 
+def _models_in_words(models: list[int]) -> str:
+    """``[1, 2, 3]`` -> ``"models 1-3"``; ``[1, 5]`` -> ``"models 1, 5"``; ``[2]`` ->
+    ``"model 2"``."""
+    if len(models) == 1:
+        return f"model {models[0]}"
+    if len(models) > 2 and models == list(range(models[0], models[0] + len(models))):
+        return f"models {models[0]}-{models[-1]}"
+    return "models " + ", ".join(map(str, models))
+
+
+@dataclass(frozen=True)
+class QueuedProgression:
+    """What ``submit_progression`` did.
+
+    ``already_queued``: the same progression had jobs queued or running, so nothing new was
+    queued and ``run_ids`` are those jobs (in queue order); otherwise ``run_ids`` are the jobs
+    queued now, one per model.
+    """
+
+    run_ids: list[str]
+    models: list[int]
+    profile: str
+    already_queued: bool = False
+
+    @property
+    def message(self) -> str:
+        """What to tell the person who asked for it."""
+        runs = ", ".join(self.run_ids)
+        if self.already_queued:
+            return (f"The {self.profile} progression ({_models_in_words(self.models)}) is "
+                    f"already queued or running: run{'s' if len(self.run_ids) > 1 else ''} "
+                    f"{runs}. Nothing new was queued.")
+        return (f"Queued {len(self.run_ids)} training job{'s' if len(self.run_ids) > 1 else ''}"
+                f" ({_models_in_words(self.models)}, {self.profile} profile): {runs}.")
+
+
+@contextlib.contextmanager
+def _progression_lock(root: Path):
+    """Hold ``<artifacts>/progression.lock``: one progression check-and-submit at a time,
+    across the app's threads and processes (``flock`` locks each open of the file)."""
+    _prepare_root(root)
+    try:
+        fd = os.open(root / PROGRESSION_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError as exc:
+        raise JobError(f"cannot write to the artifacts folder {root}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another submission takes a second or two at most
+        yield
+    finally:
+        os.close(fd)
+
+
+def _active_progression(root: Path, key: str) -> list[str]:
+    """The queued or running jobs of the progression ``key``, in queue order."""
+    marked = {path.name for path in job_folders(root)
+              if ((read_job_record(path) or {}).get("progression") or {}).get("key") == key}
+    if not marked:
+        return []
+    return [job.run_id for job in list_jobs(root) if job.run_id in marked and job.active]
+
+
 def submit_progression(artifacts=None, models=range(1, 6), profile: str = "quick",
-                       data: str | None = None, backbone_weights: str | None = None
-                       ) -> list[str]:
-    """Queue one job per model, in order (the first-launch "quick progression")."""
+                       data: str | None = None, backbone_weights: str | None = None, *,
+                       labels: str = "fine") -> QueuedProgression:
+    """Queue one job per model, in order (the first-launch "quick progression"), once.
+
+    Every job is checked before any is queued. While a progression of the same models,
+    labels, profile, data and weights has a job queued or running, asking again queues
+    nothing and returns those jobs (``already_queued``): a second click, or a click in
+    another tab, does not train the models twice. A finished, failed or stopped progression
+    does not count. The check and the submission hold ``progression.lock``, so two requests
+    at once (two server threads) still queue it once.
+    """
+    root = _artifacts(artifacts)
     models = list(models)
-    for number in models:  # refuse the whole batch up front if any one is invalid
-        build_train_arguments(model=number, profile=profile, data=data,
-                              backbone_weights=backbone_weights)
-    return [submit_job(artifacts, model=number, profile=profile, data=data,
-                       backbone_weights=backbone_weights) for number in models]
+    plan = [build_train_arguments(model=number, labels=labels, profile=profile, data=data,
+                                  backbone_weights=backbone_weights) for number in models]
+    # The same arguments (data and weights resolved to absolute paths) mean the same jobs.
+    key = hashlib.sha256(json.dumps(plan).encode()).hexdigest()
+    with _progression_lock(root):
+        active = _active_progression(root, key)
+        if active:
+            return QueuedProgression(active, models, profile, already_queued=True)
+        marker = {"progression": {"key": key, "models": models, "labels": labels,
+                                  "profile": profile}}
+        run_ids = [_queue_job(root, arguments, marker) for arguments in plan]
+    return QueuedProgression(run_ids, models, profile)
 
 
 def adopt_queued_run(run_dir, artifacts=None, *, runs: int = 1) -> RunWriter:
@@ -420,9 +538,16 @@ def job_history(path: Path) -> list[dict]:
         return []
 
 
-def _progress(run: dict, status: str, history: list[dict]) -> dict:
-    """Epoch, step, fraction done and ETA from run.json's progress and history.csv."""
+def _progress(run: dict, status: str, history: list[dict], now: float | None = None) -> dict:
+    """Phase, its count, fraction done and ETA from run.json's progress and history.csv.
+
+    Training counts epochs: its fraction and ETA are of all its epochs, from their times in
+    history.csv (in the first epoch, from its batches' rate). Any other phase with a count
+    (``cifar_core.runs.progress``: the feature pass, a search stage, the test set) is shown
+    on its own: the fraction of it done and the ETA at its rate so far.
+    """
     progress = run.get("progress") if isinstance(run.get("progress"), dict) else {}
+    phase = progress.get("phase")
     epochs = progress.get("epochs") if isinstance(progress.get("epochs"), int) else None
     last = progress.get("last") if isinstance(progress.get("last"), dict) else {}
     done = last.get("epoch") if isinstance(last.get("epoch"), (int, float)) else 0
@@ -430,26 +555,35 @@ def _progress(run: dict, status: str, history: list[dict]) -> dict:
         done = max(done, history[-1]["epoch"])
     done = int(done)
     epoch = progress.get("epoch") if isinstance(progress.get("epoch"), int) else None
-    step = progress.get("step") if isinstance(progress.get("step"), int) else None
-    steps = progress.get("steps") if isinstance(progress.get("steps"), int) else None
-    inner = 0.0  # of the epoch in progress; other phases' steps (e.g. features) are not epochs
-    if progress.get("phase") == "training" and epoch == done + 1 and step and steps:
+    step, steps = phase_counts(progress)
+    unit = progress.get("unit") if isinstance(progress.get("unit"), str) else None
+    running = status == "running"
+    inner = 0.0  # of the epoch in progress
+    if phase == "training" and epoch == done + 1 and step is not None:
         inner = min(step / steps, 1.0)
-    fraction = 0.0
-    if status == "completed" or progress.get("phase") in ("evaluating", "saving", "done"):
+    fraction, eta = 0.0, None
+    if status == "completed" or phase in ("saving", "done"):
+        fraction = 1.0
+    elif phase != "training" and step is not None:
+        fraction = phase_fraction(progress)
+        eta = phase_eta(progress, now) if running else None
+    elif phase == "evaluating":  # recorded before the test set had a count
         fraction = 1.0
     elif epochs:
         fraction = min((done + inner) / epochs, 1.0)
-    eta = None
-    if status == "running" and epochs:
         seconds = [row["seconds"] for row in history
                    if isinstance(row.get("seconds"), float) and row["seconds"] > 0]
-        if seconds:
+        rate = phase_rate(progress) if phase == "training" and inner else None
+        if not running:
+            eta = None
+        elif seconds:
             eta = sum(seconds) / len(seconds) * max(epochs - done - inner, 0.0)
+        elif rate:  # the first epoch: the rest of it, then as many more at its pace
+            eta = phase_eta(progress, now) + steps / rate * max(epochs - done - 1, 0)
         elif isinstance(progress.get("eta_seconds"), (int, float)):
             eta = float(progress["eta_seconds"])
-    return {"phase": progress.get("phase"), "epoch": epoch, "epochs": epochs,
-            "epochs_done": done, "step": step, "steps": steps, "fraction": fraction,
+    return {"phase": phase, "epoch": epoch, "epochs": epochs, "epochs_done": done,
+            "step": step, "steps": steps, "unit": unit, "fraction": fraction,
             "eta_seconds": eta}
 
 
@@ -541,20 +675,45 @@ def list_jobs(artifacts=None, *, include_finished: bool = False) -> list[JobInfo
         position += 1
         queued.append(replace(info, queue_position=position))
     active.sort(key=lambda info: info.started_at or info.submitted_at or "")
-    finished.sort(key=lambda info: info.ended_at or info.submitted_at or "", reverse=True)
+    # Newest first; times are to the second, and run ids (which sort by creation) break ties.
+    finished.sort(key=lambda info: (info.ended_at or info.submitted_at or "", info.run_id),
+                  reverse=True)
     return active + queued + finished
 
 
-# TensorFlow's C++ start-up chatter (glog lines such as "E0000 00:00:... cuda_platform.cc:52]
-# failed call to cuInit" on a machine without a GPU): harmless, but alarming in a log tail.
-_NATIVE_LOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ [\w./-]+:\d+\] ")
-_NATIVE_LOG_BANNER = "WARNING: All log messages before absl::InitializeLog() is called"
+# TensorFlow's C++ start-up chatter: absl/glog lines ("I0000 00:00:1764625000.123456  12345
+# port.cc:153] oneDNN custom operations are on...") and the line after the CPU-feature notice.
+# Harmless, but some are tagged E ("oneDNN supports DT_HALF only on platforms with AVX-512",
+# "failed call to cuInit" without a GPU) and read like errors in a log tail. Info and warning
+# lines are left out, error lines only where they are known start-up noise: any other E or
+# F (fatal) line is a real error and stays.
+_NATIVE_LOG_LINE = re.compile(r"^(?P<level>[IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ "
+                              r"[\w./-]+:\d+\] (?P<message>.*)$")
+_NATIVE_ERROR_NOISE = re.compile(
+    r"oneDNN supports DT_\w+ only on platforms with|failed call to cuInit|"
+    r"Unable to register cu\w+ factory|[Cc]omputation placer already registered|"
+    r"[Cc]ould not find cuda drivers|TF-TRT Warning|"
+    r"NodeDef mentions attribute \w+ which is not in the op definition")  # ignored attrs
+_NATIVE_LOG_NOISE = (
+    "WARNING: All log messages before absl::InitializeLog() is called",
+    "To enable the following instructions:",  # follows "This TensorFlow binary is optimized"
+)
+
+
+def is_log_noise(line: str) -> bool:
+    """Whether a log line is TensorFlow's native start-up chatter, not a real error."""
+    native = _NATIVE_LOG_LINE.match(line)
+    if native:
+        return native["level"] in "IW" or (
+            native["level"] == "E" and bool(_NATIVE_ERROR_NOISE.search(native["message"])))
+    return line.startswith(_NATIVE_LOG_NOISE)
 
 
 def read_log_tail(artifacts, run_id: str, lines: int = 40, *, raw: bool = False) -> str:
     """The last ``lines`` lines of the job's log.txt ("" when there is none yet).
 
-    Unless ``raw``, TensorFlow's native start-up log lines are left out.
+    Unless ``raw``, TensorFlow's native start-up chatter is left out (``is_log_noise``);
+    real errors stay.
     """
     path = _job_folder(artifacts, run_id) / LOG_FILE
     try:
@@ -571,8 +730,7 @@ def read_log_tail(artifacts, run_id: str, lines: int = 40, *, raw: bool = False)
     if rows and rows[-1] == "":
         rows.pop()
     if not raw:
-        rows = [row for row in rows if not _NATIVE_LOG_LINE.match(row)
-                and not row.startswith(_NATIVE_LOG_BANNER)]
+        rows = [row for row in rows if not is_log_noise(row)]
     return "\n".join(rows[-lines:]) if lines > 0 else ""
 
 
@@ -675,8 +833,8 @@ def stop_job(artifacts, run_id: str, *, grace_seconds: float = STOP_GRACE_SECOND
         return job_info(artifacts, run_id)
     job = read_job_record(path)
     if job is not None:
-        if run.get("status") == "queued":
-            _mark_final(path, "stopped", _STOPPED_BEFORE_START)  # it will not start now
+        if run.get("status") == "queued":  # it will not start now: "stopped while queued"
+            _mark_final(path, "stopped", f"stopped {where_stopped(run)}")
         if _this_host(job):
             _stop_job_process(path, grace_seconds)
             if process_alive(path):
@@ -684,8 +842,10 @@ def stop_job(artifacts, run_id: str, *, grace_seconds: float = STOP_GRACE_SECOND
                                "SIGKILL")
     else:
         _stop_cli_run(run, grace_seconds)
-    # The process wrote `stopped` itself unless it died first (SIGKILL, or during startup).
-    _mark_final(path, "stopped", "stopped by the user")
+    # The process wrote `stopped` itself unless it died first (SIGKILL, or during startup):
+    # then where it was is read from what it last recorded.
+    last = read_run_record(path) or run
+    _mark_final(path, "stopped", f"stopped {where_stopped(last, len(job_history(path)))}")
     return job_info(artifacts, run_id)
 
 
@@ -734,6 +894,7 @@ def resume_queued_jobs(artifacts=None) -> list[str]:
 __all__ = [
     "JobError",
     "JobInfo",
+    "QueuedProgression",
     "job_history",
     "job_info",
     "last_error_line",

@@ -28,6 +28,21 @@ PROFILES: dict[str, dict] = {
 # What a spec may set for the seed profile (model 8's own budget; None: the profile's).
 SPEC_BUDGET = ("epochs", "batch_size", "patience", "validation_fraction")
 SEARCH_MODES = ("auto", "cached", "full")  # auto: cached on CPU, full where a GPU is visible
+# Model 7's search settings: (CLI flag, lowest, highest); the Train page's fields use them too.
+SEARCH_LIMITS = {
+    "search_trials": ("--trials", 1, 1000), "search_folds": ("--folds", 2, 10),
+    "search_epochs": ("--search-epochs", 1, 10_000),
+    "search_batch_size": ("--search-batch-size", 1, 100_000),
+    "grid_epochs": ("--grid-epochs", 1, 10_000),
+    "grid_batch_size": ("--grid-batch-size", 1, 100_000),
+    "grid_trials": ("--grid-trials", 1, 100_000)}
+# How many values each searched hyperparameter can take, and how many of stage 1's best trials
+# define stage 2's grid: the sizes of cifar_core.search.space's SEARCH_SPACE and its TOP_K,
+# here so that a search's cost is known without importing keras-tuner (tests/test_training.py
+# checks that the two agree).
+SEARCH_SPACE_SIZES = {"units_1": 5, "units_2": 4, "dropout": 6, "learning_rate": 3,
+                      "optimizer": 2}
+SEARCH_TOP_TRIALS = 3
 
 
 @dataclass(frozen=True)
@@ -175,14 +190,7 @@ def validate_search_settings(config: TrainConfig) -> None:
                           f"{', '.join(SEARCH_MODES)}")
     if not isinstance(config.feature_cache, bool):
         raise ConfigError(f"feature cache must be true or false, got {config.feature_cache!r}")
-    limits = {  # setting: (CLI flag, lowest, highest)
-        "search_trials": ("--trials", 1, 1000), "search_folds": ("--folds", 2, 10),
-        "search_epochs": ("--search-epochs", 1, 10_000),
-        "search_batch_size": ("--search-batch-size", 1, 100_000),
-        "grid_epochs": ("--grid-epochs", 1, 10_000),
-        "grid_batch_size": ("--grid-batch-size", 1, 100_000),
-        "grid_trials": ("--grid-trials", 1, 100_000),
-        "grid_folds": ("--grid-folds", 1, config.search_folds)}
+    limits = {**SEARCH_LIMITS, "grid_folds": ("--grid-folds", 1, config.search_folds)}
     for name, (flag, low, high) in limits.items():
         value = getattr(config, name)
         if name in ("grid_trials", "grid_folds") and value is None:
@@ -190,3 +198,171 @@ def validate_search_settings(config: TrainConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"{flag} ({name}) must be an integer in [{low}, {high}], "
                               f"got {value!r}")
+
+
+# ----------------------------------------------------------------------------- in words
+
+
+@dataclass(frozen=True)
+class SearchWorkload:
+    """How much training model 7's two-stage search implies, before it runs.
+
+    Stage 2's grid depends on stage 1's results, so its size is an upper bound: the
+    combinations of the values stage 1's best trials can differ in, capped by ``grid_trials``.
+    Stage 2 and the final training stop early, so their epochs are upper bounds too.
+    """
+
+    trials: int  # stage 1 (RandomSearch)
+    folds: int  # cross-validation folds per stage 1 trial
+    search_epochs: int  # per stage 1 training, no early stopping
+    grid_combinations: int  # stage 2 (GridSearch), at most
+    grid_folds: int  # folds each stage 2 combination is scored on
+    grid_epochs: int  # per stage 2 training, at most
+    final_epochs: int  # the chosen configuration retrained, at most
+
+    @property
+    def stage1_trainings(self) -> int:
+        return self.trials * self.folds
+
+    @property
+    def stage2_trainings(self) -> int:
+        return self.grid_combinations * self.grid_folds
+
+    @property
+    def max_epochs(self) -> int:
+        """Epochs of every training the search and the final model do, at most."""
+        return (self.stage1_trainings * self.search_epochs
+                + self.stage2_trainings * self.grid_epochs + self.final_epochs)
+
+
+def largest_grid(search_trials: int) -> int:
+    """The most combinations stage 2 can have: each hyperparameter varies over at most the
+    values of stage 1's best trials (fewer when fewer trials ran, never more than it has)."""
+    top = min(SEARCH_TOP_TRIALS, search_trials)
+    size = 1
+    for count in SEARCH_SPACE_SIZES.values():
+        size *= min(top, count)
+    return size
+
+
+def search_workload(config: TrainConfig) -> SearchWorkload:
+    """The training ``config``'s search implies (see ``SearchWorkload``)."""
+    grid = largest_grid(config.search_trials)
+    if config.grid_trials is not None:
+        grid = min(grid, config.grid_trials)
+    return SearchWorkload(
+        trials=config.search_trials, folds=config.search_folds,
+        search_epochs=config.search_epochs, grid_combinations=grid,
+        grid_folds=config.grid_folds or config.search_folds, grid_epochs=config.grid_epochs,
+        final_epochs=config.epochs)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
+SEARCH_MODE_WORDS = {
+    "cached": "Cached mode: each trial trains only the head, on the frozen base's cached "
+              "features (fast on a CPU).",
+    "full": "Full mode: each trial fine-tunes the whole network (slow without a GPU).",
+    "auto": "Auto mode: cached on a CPU (each trial trains only the head, on the frozen "
+            "base's cached features), full where a GPU is visible (each trial fine-tunes the "
+            "whole network).",
+}
+
+
+def describe_search_workload(workload: SearchWorkload, search_mode: str = "auto") -> str:
+    """The search's cost in words, e.g. for the Train page next to the search settings."""
+    return (
+        f"Stage 1: {_count(workload.trials, 'trial')} x {_count(workload.folds, 'fold')} = "
+        f"{_count(workload.stage1_trainings, 'training')} of "
+        f"{_count(workload.search_epochs, 'epoch')} each. Stage 2: at most "
+        f"{_count(workload.grid_combinations, 'combination')} x "
+        f"{_count(workload.grid_folds, 'fold')} = at most "
+        f"{_count(workload.stage2_trainings, 'training')} of up to "
+        f"{_count(workload.grid_epochs, 'epoch')} (early stopping). Then the chosen "
+        f"configuration trains for up to {_count(workload.final_epochs, 'epoch')}: at most "
+        f"{workload.max_epochs:,} epochs in all. "
+        + SEARCH_MODE_WORDS.get(search_mode, f"{search_mode} mode."))
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:g}%"
+
+
+# How a spec's own budget (SPEC_BUDGET) reads when a config trains with other values.
+_BUDGET_WORDS = {
+    "epochs": lambda value, own: f"{value} epochs instead of {own}",
+    "batch_size": lambda value, own: f"batch {value} instead of {own}",
+    "patience": lambda value, own: f"early-stopping patience {value} instead of {own}",
+    "validation_fraction": lambda value, own: (f"{_percent(value)} held out for validation "
+                                               f"instead of {_percent(own)}"),
+}
+_OPTIMIZER_NAMES = {"adam": "Adam", "sgd": "SGD", "rmsprop": "RMSprop", "adamw": "AdamW"}
+
+
+def describe_change(config: TrainConfig) -> str:
+    """What model ``config.model`` adds, true for this config.
+
+    The spec's own words, except that model 7's search states the trials and folds this
+    config runs, and values the spec fixes for its own protocol (model 8's epochs, held-out
+    share...) that this config changes (another profile, an override, a frozen base) are
+    named after it.
+    """
+    spec = get_spec(config.model)
+    if spec.hyperparameter_search:
+        change = (f"head and training hyperparameters chosen by RandomSearch "
+                  f"({_count(config.search_trials, 'trial')}, {config.search_folds}-fold CV) "
+                  "then GridSearch")
+    else:
+        change = spec.change
+    differences = [_BUDGET_WORDS[name](getattr(config, name), getattr(spec, name))
+                   for name in SPEC_BUDGET
+                   if getattr(spec, name) is not None
+                   and getattr(config, name) != getattr(spec, name)]
+    if config.freeze_base:
+        differences.append("the base frozen (only the head trains)")
+    if not spec.hyperparameter_search and config.learning_rate != spec.learning_rate:
+        differences.append(f"learning rate {config.learning_rate:g} instead of "
+                           f"{spec.learning_rate:g}")
+    if differences:
+        change += "; this job: " + ", ".join(differences)
+    return change
+
+
+def describe_training(config: TrainConfig) -> str:
+    """The training values ``config`` uses, in one sentence (epochs, batch, early stopping,
+    optimizer and step, the validation share)."""
+    spec = config.spec()
+    parts = [(f"up to {_count(config.epochs, 'epoch')}" if config.patience
+              else _count(config.epochs, "epoch")) + f" at batch {config.batch_size}",
+             (f"early stopping after {_count(config.patience, 'epoch')} without a better "
+              "validation loss") if config.patience else "no early stopping"]
+    if spec.hyperparameter_search:
+        parts.append("optimizer and learning rate chosen by the search")
+    else:
+        optimizer = _OPTIMIZER_NAMES.get(config.optimizer, config.optimizer)
+        parts.append(f"{optimizer} at learning rate {config.learning_rate:g}"
+                     + (" with cosine decay" if spec.lr_schedule == "cosine" else ""))
+    parts.append(f"{_percent(config.validation_fraction)} of each class held out for "
+                 "validation")
+    return "Training: " + ", ".join(parts) + "."
+
+
+def freeze_base_effect(model: int) -> str | None:
+    """What ``--freeze-base`` does to ``model``, in words; None where it does not apply (no
+    MobileNet base)."""
+    spec = get_spec(model)
+    if spec.stem != "mobilenet":
+        return None
+    if spec.hyperparameter_search:
+        return ("Keep the MobileNet base frozen (a feature extractor): the head the search "
+                "chooses is trained on top of it, instead of fine-tuning the whole network.")
+    if spec.frozen_through:
+        return (f"Freeze the whole MobileNet base: only the head trains, at Adam "
+                f"{HEAD_LEARNING_RATE:g}, on cached features of the whole base at "
+                f"{spec.input_size} px, instead of fine-tuning the base above its frozen lower "
+                "part" + (" after a head warm-up" if spec.head_warmup_epochs else "") + ".")
+    return (f"Keep the MobileNet base frozen (a feature extractor): only the head trains, at "
+            f"Adam {HEAD_LEARNING_RATE:g}, instead of fine-tuning the whole base at "
+            f"{spec.learning_rate:g}.")
