@@ -26,6 +26,7 @@ DATA_KEY = "data_source"
 RUN_KEY = "run_id"
 CHOICES_KEY = "counting_choices"  # per-model run choices: {"5-fine": run_id}
 DATASET_KEY = "dataset_scope"  # which data set's runs the progression shows
+NAVIGATION_CHECKED_KEY = "_app_navigation_checked"  # see use_app_navigation
 APP_TITLE = "CIFAR-100 progression"
 MODEL_CACHE_ENTRIES = 3  # loaded Keras models kept in memory (each up to ~40 MB)
 RUNS_TTL_SECONDS = 30  # re-read at least this often: a dead job's heartbeat goes stale
@@ -188,12 +189,17 @@ def use_app_navigation() -> None:
     app.py. Turning the flag off and rerunning sends even that first run through app.py.
     If a Streamlit release renames the flag, this does nothing and ``page_frame`` still
     draws the sidebar.
+
+    At most one rerun a session: ``AppTest`` sets the flag back before each of its runs,
+    and a rerun at every run would swallow each click it simulates.
     """
     from streamlit.runtime.pages_manager import PagesManager
 
     if getattr(PagesManager, "uses_pages_directory", None):
         PagesManager.uses_pages_directory = False
-        st.rerun()
+        if not st.session_state.get(NAVIGATION_CHECKED_KEY):
+            st.session_state[NAVIGATION_CHECKED_KEY] = True
+            st.rerun()
 
 
 def sidebar() -> None:

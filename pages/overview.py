@@ -4,13 +4,35 @@ import streamlit as st
 
 from cifar_core.analysis import runs as run_analysis
 from cifar_core.analysis.data_status import data_status
+from cifar_core.analysis.names import literal_markdown
 from cifar_core.charts.progression import progression_figure
 from pages import _ui
 
 _ui.page_frame()
 
+QUEUED_KEY = "overview_queued"  # the first-run button's message, shown after its rerun
+
+
+def show_active_jobs() -> set[str]:
+    """The queued and running jobs, in words (what the first-run button just queued);
+    returns their run ids."""
+    try:
+        from cifar_core.jobs import list_jobs, queue_rows
+    except ImportError:
+        return set()
+    jobs = []
+    with _ui.guard("Reading the job queue"):
+        jobs = list_jobs(_ui.artifacts())
+    if jobs:
+        st.subheader(f"Queued and running ({len(jobs)} job{'s' if len(jobs) > 1 else ''})")
+        st.dataframe(queue_rows(jobs), hide_index=True, width="stretch")
+    return {job.run_id for job in jobs}
+
+
 st.title("Overview")
 records = _ui.runs()
+if queued_message := st.session_state.pop(QUEUED_KEY, None):
+    st.success(queued_message)
 
 if not records:
     st.markdown(
@@ -27,7 +49,8 @@ if not records:
         st.caption(f"Training data: {status.location}")
     else:
         st.warning("CIFAR-100 was not found on this machine. Training downloads it (about "
-                   "170 MB) where the network allows; otherwise:\n\n" + (status.help or ""))
+                   "170 MB) where the network allows; otherwise:\n\n"
+                   + literal_markdown(status.help or ""))
     if st.button("Train the quick progression (models 1-5)", type="primary"):
         try:
             from cifar_core.jobs import submit_progression
@@ -36,18 +59,24 @@ if not records:
                      "`for n in 1 2 3 4 5; do cifar-core train --model $n --profile quick; "
                      "done`")
         else:
+            queued = None
             with _ui.guard("Starting the training jobs"):
-                run_ids = submit_progression(_ui.artifacts(), models=range(1, 6),
-                                             profile="quick", data=_ui.data_source())
-                st.success(f"Queued {len(run_ids)} training jobs ({', '.join(run_ids)}). "
-                           "Follow them on the Train page; finished runs appear here.")
+                queued = submit_progression(_ui.artifacts(), models=range(1, 6),
+                                            profile="quick", data=_ui.data_source())
+            if queued is not None:  # draw the page again from the new run folders
+                st.session_state[QUEUED_KEY] = queued.message
+                st.rerun()
     st.stop()
 
 scope, datasets, _ = _ui.scope_and_counting()
 if not datasets:
-    st.info("No completed run yet: the runs below are queued, running or failed. Follow them "
-            "on the **Train** page.")
-    st.dataframe(run_analysis.runs_table(records), hide_index=True, width="stretch")
+    st.info("No completed run yet. Follow the training on the **Train** page (progress, "
+            "curves, logs, Stop); each run appears here in the progression once it finishes.")
+    active = show_active_jobs()
+    others = [record for record in records if record.run_id not in active]
+    if others:
+        st.subheader("Other runs")
+        st.dataframe(run_analysis.runs_table(others), hide_index=True, width="stretch")
     st.stop()
 
 chart = st.container()
@@ -83,12 +112,32 @@ with chart:
 
 st.subheader("Runs")
 table = run_analysis.runs_table(records, counting)
+notes = table.loc[table["problems"].astype(bool), ["run id", "problems"]]
+# Problems are listed in full below the table, and the data set only where runs differ in
+# it (the chart's caption names it otherwise): the rest fits 1400 px without scrolling.
+hidden = ["problems"] + (["data set"] if table["data set"].nunique(dropna=True) <= 1 else [])
+percent = st.column_config.NumberColumn(format="%.1f%%", width=60)
 st.dataframe(
-    table, hide_index=True, width="stretch",
+    table.drop(columns=hidden), hide_index=True, width="stretch", placeholder="-",
     column_config={
-        "top-1 %": st.column_config.NumberColumn(format="%.1f%%"),
-        "top-5 %": st.column_config.NumberColumn(format="%.1f%%"),
-        "superclass %": st.column_config.NumberColumn(format="%.1f%%"),
-        "training time (s)": st.column_config.NumberColumn(format="%.1f"),
-        "counts": st.column_config.CheckboxColumn(help="counted in the progression"),
+        "run id": st.column_config.TextColumn(width=172, pinned=True),
+        "status": st.column_config.TextColumn(width=80),
+        "counts": st.column_config.CheckboxColumn(width=56, help="counted in the progression"),
+        "model": st.column_config.TextColumn(width=50),
+        "labels": st.column_config.TextColumn(width=56),
+        "profile": st.column_config.TextColumn(width=56),
+        "top-1 %": percent,
+        "top-5 %": percent,
+        "superclass %": st.column_config.NumberColumn(format="%.1f%%", width=86),
+        "epochs": st.column_config.NumberColumn(width=56),
+        "training (s)": st.column_config.NumberColumn(
+            format="%.1f", width=80, help="the fit, as training recorded it"),
+        "whole run (min)": st.column_config.NumberColumn(
+            format="%.1f", width=100, help="from the run's start to its end: data loading, "
+                                           "feature pass, warm-up, search and evaluation too"),
+        "data set": st.column_config.TextColumn(width=150),
     })
+if len(notes):
+    st.markdown("**Notes on runs**\n\n" + "\n".join(
+        f"- `{run_id}`: {literal_markdown(note)}" for run_id, note in notes.itertuples(
+            index=False)))

@@ -107,17 +107,20 @@ def test_classes_page_tables_charts_and_gallery(dashboard_runs):
     at = _open(_app(dashboard_runs, run_id=fine.run_id), "classes")
     _no_errors(at)
     assert len(at.dataframe[0].value) == 100
-    at.multiselect[0].set_value(["super_04"]).run()
-    assert set(at.dataframe[0].value["superclass"]) == {"super_04"}
+    at.multiselect[0].set_value(["super_04"]).run()  # the value stays the raw name...
+    assert set(at.dataframe[0].value["superclass"]) == {"super 04"}  # ...shown in words
+    assert not any("_" in name for name in at.dataframe[0].value["class"])
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
     assert any(t.startswith("Weakest and strongest") for t in titles)
-    assert any(t.startswith("Per-class f1: run B") for t in titles)  # vs model 1 (fine)
+    assert any(t.startswith("Per-class F1: run B") for t in titles)  # vs model 1 (fine)
+    # the fixture model leaves many classes at F1 0: the page says the tie is cut by name
+    assert any("at the cut of the weakest list" in c.value for c in at.caption)
     assert any(t.startswith("Most confused") for t in titles)
     class_box = next(s for s in at.selectbox if s.label == "Class")
     class_box.set_value("class_07").run()
     _no_errors(at)
     captions = _images(at)
-    assert captions and all("true class_07" in c for c in captions)
+    assert captions and all("true class 07" in c for c in captions)
 
 
 def test_confusion_page_cell_choice_shows_its_images(dashboard_runs):
@@ -183,6 +186,13 @@ def test_tuning_page_reads_trials_and_highlights_the_choice(dashboard_runs):
     assert _array(parcoords["line"]["color"]).tolist() == [0, 0, 0, 1]  # g01: best, stage 2
     tables = [d.value for d in at.dataframe]
     assert [len(t) for t in tables] == [2, 2]  # one tab per stage
+    # the winner's stage opens first (st.tabs opens its first tab)
+    assert [t.label for t in at.tabs] == ["stage 2 (grid search) · chosen trial",
+                                          "stage 1 (random search)"]
+    assert set(tables[0]["stage"]) == {2} and tables[0]["chosen"].any()
+    caption = next(c.value for c in at.caption if c.value.startswith("Highlighted"))
+    assert "trial g01, whose learning rate and optimizer match the configuration the final " \
+        "model was trained with" in caption  # the fixture run's own learning rate, optimizer
 
 
 def test_tuning_page_without_a_search(fixture_runs):
@@ -194,6 +204,12 @@ def test_tuning_page_without_a_search(fixture_runs):
 def test_present_page_headline_and_downloads(dashboard_runs):
     at = _open(_app(dashboard_runs), "present")
     _no_errors(at)
+    assert at.title[0].value == "CIFAR-100: from a one-layer CNN to transfer learning"
+    heatmap, extremes = [c for c in _charts(at)
+                         if c["layout"]["title"]["text"].startswith(("Superclass", "Weakest"))]
+    assert heatmap["layout"]["yaxis"]["scaleanchor"] == "x"  # square cells, its own row
+    assert not any("_" in name for name in heatmap["data"][0]["y"])
+    assert not any("_" in name for trace in extremes["data"] for name in trace["y"])
     labels = [m.label for m in at.metric]
     assert labels[0] == "Best fine top-1"
     records = list_runs(dashboard_runs)
@@ -256,27 +272,38 @@ def test_a_finished_run_appears_without_restart(tmp_path, fixture_runs):
 # --- first launch -------------------------------------------------------------------------
 
 
-def test_empty_state_explains_and_queues_the_quick_progression(tmp_path, monkeypatch):
-    import cifar_core.jobs
+def test_empty_state_explains_and_queues_the_quick_progression(tmp_path, monkeypatch,
+                                                                jobs_without_processes):
+    from cifar_core.models.specs import SPECS
 
-    calls = []
-
-    def fake_submit(artifacts, models=range(1, 6), profile="quick", data=None):
-        calls.append((artifacts, list(models), profile, data))
-        return [f"queued-{m}" for m in models]
-
-    monkeypatch.setattr(cifar_core.jobs, "submit_progression", fake_submit)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no CIFAR-100 cached
     at = _open(_app(tmp_path / "empty"), "overview")
     _no_errors(at)
     assert "There are no runs yet" in at.markdown[0].value
     assert len(at.button) == 1
-    assert "cifar-100-python.tar.gz" in at.warning[0].value
-    assert "CIFAR_CORE_DATA" in at.warning[0].value
+    warning = at.warning[0].value
+    assert "cifar-100-python.tar.gz" in warning.replace("\\", "")
+    assert "train/<class>/*" not in warning  # escaped, so Markdown shows the * and <class>
+    assert "CIFAR_CORE_DATA" in warning.replace("\\", "")
     at.button[0].click().run()
     _no_errors(at)
-    assert calls == [(str(tmp_path / "empty"), [1, 2, 3, 4, 5], "quick", None)]
-    assert "queued-1, queued-2, queued-3, queued-4, queued-5" in at.success[0].value
+    run_ids = jobs_without_processes  # queued for real, nothing trains
+    assert len(run_ids) == 5
+    assert [s.value for s in at.success] == [
+        f"Queued 5 training jobs (models 1-5, quick profile): {', '.join(run_ids)}."]
+    # The page is drawn again from the new run folders: the queued jobs, in words, and a
+    # pointer to the Train page; nothing left to click that would queue them again.
+    assert not any("There are no runs yet" in m.value for m in at.markdown)
+    assert not [button for button in at.button if not button.disabled]
+    assert "**Train** page" in at.info[0].value
+    [table] = [frame.value for frame in at.dataframe]
+    assert list(table["model"]) == [f"{n} · {SPECS[n].title}" for n in range(1, 6)]
+    assert list(table["run id"]) == run_ids
+    assert set(table["labels"]) == {"100 classes"} and set(table["status"]) == {"queued"}
+    assert set(table["settings"]) == {"quick profile"}
+    at.run()  # a later visit: the queue again, the message once only
+    _no_errors(at)
+    assert not at.success and len(at.dataframe) == 1 and not at.button
 
 
 def test_empty_state_with_data_and_without_the_job_system(tmp_path, tiny_cifar100,
@@ -319,13 +346,15 @@ def test_classify_valid_uploads(classify_app, name):
     at, run = classify_app
     at.file_uploader[0].set_value((name, VALID[name], "application/octet-stream")).run()
     _no_errors(at)
-    prediction = next(m for m in at.metric if m.label == "Prediction")
-    assert prediction.value in run.metrics["class_names"]
-    superclass = next(m for m in at.metric if m.label == "Superclass")
-    assert superclass.value in run.metrics["superclass_names"]
+    summary = next(m.value for m in at.markdown if m.value.startswith("**Prediction:**"))
+    predicted = summary.split("\n")[0].removeprefix("**Prediction:** ").strip()
+    assert predicted in [c.replace("_", " ") for c in run.metrics["class_names"]]
+    superclass = summary.split("**Superclass:** ")[1].strip()
+    assert superclass in [c.replace("_", " ") for c in run.metrics["superclass_names"]]
+    assert any(w.value.startswith("The model is unsure") for w in at.warning)  # 1-epoch model
     charts = _charts(at)
     top = charts[0]["data"][0]
-    assert top["y"][0] == prediction.value and len(top["y"]) == 5
+    assert top["y"][0] == predicted and len(top["y"]) == 5
     assert [t["type"] for t in charts[1]["data"]] == ["image", "heatmap"]
     assert "32x32 input" in _images(at)[0]
 
@@ -338,7 +367,7 @@ def test_classify_invalid_uploads_get_a_clear_message(classify_app, name):
     assert not at.exception
     assert len(at.error) == 1
     assert at.error[0].value.startswith(f"This file cannot be classified: {name}:")
-    assert not [m for m in at.metric if m.label == "Prediction"]
+    assert not [m for m in at.markdown if m.value.startswith("**Prediction:**")]
 
 
 # --- odd run folders ----------------------------------------------------------------------
@@ -385,7 +414,11 @@ def test_odd_run_folders_never_crash_a_page(odd_runs, run_id):
         assert not at.exception, (page, [e.value for e in at.exception])
     at.switch_page("pages/overview.py").run()
     rows = at.dataframe[0].value.set_index("run id")
-    assert rows.loc["20300101-000004-m1-fine", "problems"].startswith("metrics.json: unreadable")
     assert rows.loc["20300101-000005-m1-fine", "status"] == "unreadable"
     assert rows.loc["20300101-000007-m1-fine", "status"] == "failed"
-    assert "interrupted" in rows.loc["20300101-000007-m1-fine", "problems"]
+    # each run's problems in full, below the table
+    notes = next(m.value for m in at.markdown if m.value.startswith("**Notes on runs**"))
+    lines = {line.split("`")[1]: line for line in notes.splitlines() if line.startswith("- `")}
+    assert "metrics.json: unreadable" in lines["20300101-000004-m1-fine"].replace("\\", "")
+    assert "interrupted" in lines["20300101-000007-m1-fine"]
+    assert "problems" not in rows.columns

@@ -104,8 +104,13 @@ def test_progression_labels_move_below_a_marker_just_above_them():
     assert list(fine.textposition) == ["top center", "bottom center"]
     near_zero = progression_figure([_point(5, 0.015, 0.045)], reference={})
     position = _trace(near_zero, "Fine top-1").textposition[0]
-    assert position == "middle left"  # no room below 0%, the marker above is too close
-    assert near_zero.layout.yaxis.range[0] <= 1.5 - LABEL_ROOM / 2  # the label stays inside
+    # under its marker, not beside it where the line would cross it; the axis makes room
+    assert position == "bottom center"
+    assert near_zero.layout.yaxis.range[0] <= 1.5 - LABEL_ROOM
+    assert min(near_zero.layout.yaxis.tickvals) == 0  # no "-10%" tick
+    # a marker just above (superclass) and one just below (the report's): beside it
+    boxed_in = progression_figure([_point(7, 0.60, 0.64)], reference={7: {"fine": 57.0}})
+    assert _trace(boxed_in, "Fine top-1").textposition[0] == "middle left"
 
 
 def test_progression_shows_later_models_and_copes_with_no_runs():

@@ -22,3 +22,13 @@ def readable(name: object) -> str:
 def readable_all(names: Iterable[object]) -> list[str]:
     """:func:`readable` of each name, in order."""
     return [readable(name) for name in names]
+
+
+_MARKDOWN_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:"
+
+
+def literal_markdown(text: object) -> str:
+    """``text`` escaped so that Markdown shows it as written: a path, a glob
+    (``train/<class>/*``) or an error message keeps its ``*``, ``_`` and brackets instead of
+    turning into italics, links or HTML. Newlines are kept."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIAL else ch for ch in str(text))

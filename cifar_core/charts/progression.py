@@ -35,14 +35,16 @@ LABEL_GAP = 7.0  # a marker less than this above a labelled point puts its label
 def _label_positions(xs: Sequence[float], ys: Sequence[float],
                      obstacles: Sequence[tuple[float, float]]) -> list[str]:
     """Where each value label goes: above its marker, unless another marker sits just above
-    (the superclass line over the fine line, a report marker); then below, where there is
-    room above 0%; else to the left (report labels sit to the right of their markers)."""
+    (the superclass line over the fine line, a report marker); then below, unless a marker
+    sits just below too (the y axis reaches below 0% for a label under a marker near 0%:
+    beside the marker, the line through it would cross the label); else to the left
+    (report labels sit to the right of their markers)."""
     positions = []
     for x, y in zip(xs, ys, strict=True):
         near = [oy - y for ox, oy in obstacles if ox == x and (ox, oy) != (x, y)]
         if not any(0 <= d < LABEL_GAP for d in near):
             positions.append("top center")
-        elif y >= LABEL_ROOM and not any(-LABEL_GAP < d <= 0 for d in near):
+        elif not any(-LABEL_GAP < d <= 0 for d in near):
             positions.append("bottom center")
         else:
             positions.append("middle left")
@@ -109,8 +111,11 @@ def progression_figure(points: Sequence[ProgressionPoint],
     label_values = [y for trace in labelled for y in trace.y]
     highest = max((y for _, y in markers), default=0.0)
     top = max(100.0, max(label_values, default=0.0) + LABEL_ROOM, highest + LABEL_ROOM / 2)
-    # below 0% only as far as a label beside a marker near 0% needs (no tick there)
-    bottom = min(0.0, min(label_values, default=0.0) - LABEL_ROOM / 2)
+    # below 0% only as far as a label under or beside a marker near 0% needs (no tick there)
+    room_below = {"bottom center": LABEL_ROOM, "middle left": LABEL_ROOM / 2}
+    bottom = min([0.0] + [y - room_below[where] for trace in labelled
+                          for y, where in zip(trace.y, trace.textposition, strict=True)
+                          if where in room_below])
     models = sorted(set(SPECS) | {p.model for p in points})
     fig.update_xaxes(title=None, tickmode="array", tickvals=models, tickangle=0,
                      ticktext=[_tick_label(m) for m in models], tickfont=dict(size=11),
