@@ -31,8 +31,11 @@ with _ui.guard("Per-class metrics"):
     table = class_analysis.per_class_table(metrics, chosen_supers)
     st.dataframe(class_analysis.in_words(table), hide_index=True, width="stretch", height=320,
                  column_config={"precision": percent, "recall": percent, "f1": percent,
+                                # None hides the column: without superclasses, or when
+                                # the classes are the superclasses (a coarse run)
                                 **({} if class_analysis.has_superclasses(metrics)
-                                   else {"superclass": None})})  # None hides the column
+                                   and metrics.get("label_set") != "coarse"
+                                   else {"superclass": None})})
 
 st.subheader("Weakest and strongest classes")
 left, right = st.columns(2)

@@ -64,6 +64,6 @@ with _ui.guard("Preparing the downloads"):
     middle.download_button("Metrics of all runs (CSV)", on_click="ignore",
                            data=report.metrics_csv(records, counting),
                            file_name=f"cifar-metrics-{stamp}.csv", mime="text/csv")
-    right.download_button(f"Per-class metrics of {focus.run_id} (CSV)", on_click="ignore",
+    right.download_button("Per-class metrics of the best model (CSV)", on_click="ignore",
                           data=report.per_class_csv(focus), file_name=f"{focus.run_id}-classes.csv",
-                          mime="text/csv")
+                          mime="text/csv", help=f"run {focus.run_id}")

@@ -1,16 +1,21 @@
 """End to end in a real browser: ``streamlit run app.py`` driven by headless Chromium.
 
-Starts the app on a free localhost port against the fixture runs, visits every page,
-uploads an image on Classify and checks that the prediction appears, and saves a screenshot
-of every page in a folder it prints (``CIFAR_CORE_SCREENSHOTS`` chooses it; default: pytest's
-temporary folder). Needs Debian's ``chromium`` and Python's ``playwright``; skipped with the
-reason where either is missing.
+The tests use every page as a person would, against the fixture runs: every page at 1400 and
+1920 px wide (a screenshot of each, no exception, no chart's value labels outside its plot
+area, the stakeholder heatmap large and square), a click on a confusion cell that must show
+exactly that pair's images, a run switch that must reset the pair, an upload on Classify, a
+job stopped from its card, and the quick progression queued by a double click (once).
+
+Screenshots go to a folder the tests print (``CIFAR_CORE_SCREENSHOTS`` chooses it; default:
+pytest's temporary folder): look at them. Needs Debian's ``chromium`` and Python's
+``playwright``; skipped with the reason where either is missing.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -22,6 +27,7 @@ from pathlib import Path
 import pytest
 from hostile_files import valid_images
 
+from cifar_core.jobs import list_jobs, stop_job, submit_job
 from cifar_core.runs.store import list_runs
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -31,13 +37,53 @@ CHROMIUM = Path(os.environ.get("CIFAR_CORE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync"]
+PRESENT_TITLE = re.compile("from a one-layer CNN to transfer learning")
 PAGES = [  # (url path, title on the page)
-    ("", "Overview"), ("present", "cifar100: from a one-layer CNN to transfer learning"),
-    ("train", "Train"), ("tuning", "Tuning"), ("classes", "Classes"),
-    ("confusion", "Confusion"),
-    ("augmentation", "Augmentation"), ("classify", "Classify")]
+    ("", "Overview"), ("present", PRESENT_TITLE), ("train", "Train"), ("tuning", "Tuning"),
+    ("classes", "Classes"), ("confusion", "Confusion"), ("augmentation", "Augmentation"),
+    ("classify", "Classify")]
+CHART_PAGES = {"", "present", "tuning", "classes", "confusion", "augmentation"}
+WIDTHS = (1400, 1920)
+TOUR_HEIGHT = 3600  # px: tall enough for the longest page
 START_TIMEOUT = 120
 RENDER_TIMEOUT_MS = 120_000
+LABEL_SLACK_PX = 2  # anti-aliasing: a label may touch its plot area's edge
+
+# For every drawn plotly chart: its title, its plot areas (one rectangle a subplot), and
+# every value label plotly drew for a trace (bar and scatter text, heatmap cell text),
+# each as a client rectangle.
+CHART_GEOMETRY_JS = """
+() => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')].map(chart => {
+  const rect = el => { const r = el.getBoundingClientRect();
+                       return {left: r.left, top: r.top, right: r.right, bottom: r.bottom}; };
+  const title = chart.querySelector('.gtitle');
+  return {
+    title: title ? title.textContent : '',
+    areas: [...chart.querySelectorAll('.nsewdrag')].map(rect),
+    labels: [...chart.querySelectorAll('.textpoint text, .hm text')]
+      .filter(t => t.textContent.trim() && t.getBBox().width > 0)
+      .map(t => ({text: t.textContent, ...rect(t)})),
+  };
+})
+"""
+
+# The confusion heatmap as plotly holds it, and the client position of one cell's centre.
+HEATMAP_JS = """
+() => {
+  const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const heat = gd._fullData[0];  // decoded: gd.data may hold typed-array JSON
+  return {x: Array.from(heat.x), y: Array.from(heat.y),
+          z: Array.from(heat.z, row => Array.from(row, Number)), type: heat.type};
+}
+"""
+CELL_CENTRE_JS = """
+([row, column]) => {
+  const gd = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+  const layout = gd._fullLayout, box = gd.getBoundingClientRect();
+  return {x: box.left + layout._size.l + layout.xaxis.l2p(column),
+          y: box.top + layout._size.t + layout.yaxis.l2p(row)};
+}
+"""
 
 
 def _requirements():
@@ -58,7 +104,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, fixture_runs):
+def server(tmp_path_factory, fixture_runs, tiny_cifar100):
     _requirements()
     artifacts = tmp_path_factory.mktemp("browser_artifacts")
     shutil.copytree(fixture_runs / "runs", artifacts / "runs")
@@ -69,7 +115,8 @@ def server(tmp_path_factory, fixture_runs):
         "2,g0,128,0.2,0.4,0.42,0.41,0.41,20\n")
     port = _free_port()
     log = tmp_path_factory.mktemp("browser_log") / "streamlit.log"
-    env = {**os.environ, "CIFAR_CORE_ARTIFACTS": str(artifacts), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {**os.environ, "CIFAR_CORE_ARTIFACTS": str(artifacts),
+           "CIFAR_CORE_DATA": str(tiny_cifar100), "TF_CPP_MIN_LOG_LEVEL": "2"}
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
@@ -91,6 +138,11 @@ def server(tmp_path_factory, fixture_runs):
             time.sleep(0.5)
         yield base, artifacts, log
     finally:
+        for job in list_jobs(artifacts):  # jobs the tests queued: none may outlive them
+            try:
+                stop_job(artifacts, job.run_id)
+            except Exception as exc:  # keep stopping the others, then stop the server
+                print(f"could not stop job {job.run_id}: {exc}")
         process.terminate()
         try:
             process.wait(timeout=20)
@@ -110,7 +162,24 @@ def screenshots(tmp_path_factory, request) -> Path:
     return folder
 
 
-def _wait_until_rendered(page, title: str) -> None:
+@pytest.fixture(scope="module")
+def browser(server):
+    sync_playwright = _requirements()
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                              args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _new_page(browser, width: int, height: int = 1400):
+    """A page in a fresh context: its own cookies, so its own Streamlit session."""
+    return browser.new_context(viewport={"width": width, "height": height}).new_page()
+
+
+def _wait_until_rendered(page, title) -> None:
     page.get_by_role("heading", name=title).first.wait_for(timeout=RENDER_TIMEOUT_MS)
     # The status widget shows "Running..." while the script runs.
     page.wait_for_function(
@@ -119,53 +188,178 @@ def _wait_until_rendered(page, title: str) -> None:
     page.wait_for_timeout(800)  # let plotly finish drawing before the screenshot
 
 
-def test_every_page_in_chromium_and_a_prediction(server, screenshots, tmp_path):
-    sync_playwright = _requirements()
+def _open(page, base: str, path: str, title) -> None:
+    page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+    _wait_until_rendered(page, title)
+    assert page.locator("[data-testid='stException']").count() == 0, path
+
+
+def _labels_outside_plot_areas(charts: list[dict]) -> list[str]:
+    """Each value label not inside any plot area of its chart, as 'title: label'."""
+    problems = []
+    for chart in charts:
+        for label in chart["labels"]:
+            inside = any(label["left"] >= a["left"] - LABEL_SLACK_PX
+                         and label["right"] <= a["right"] + LABEL_SLACK_PX
+                         and label["top"] >= a["top"] - LABEL_SLACK_PX
+                         and label["bottom"] <= a["bottom"] + LABEL_SLACK_PX
+                         for a in chart["areas"])
+            if not inside:
+                problems.append(f"{chart['title'] or '(untitled chart)'}: {label['text']}")
+    return problems
+
+
+def _choose_run(page, run_id: str, title) -> None:
+    page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']").click()
+    page.get_by_role("option", name=re.compile(re.escape(run_id))).click()
+    _wait_until_rendered(page, title)
+
+
+def _pair_caption(page) -> str:
+    return page.get_by_text(re.compile(r"test images of")).first.inner_text()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_page_at_two_widths(server, browser, screenshots, width):
+    base, _, _ = server
+    # Streamlit scrolls inside its main block, so a screenshot shows the viewport only: a
+    # tall one shows each page whole.
+    page = _new_page(browser, width, height=TOUR_HEIGHT)
+    for number, (path, title) in enumerate(PAGES):
+        _open(page, base, path, title)
+        if path in CHART_PAGES:  # drawn, not only placed: plotly's SVG is there
+            page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(
+                timeout=RENDER_TIMEOUT_MS)
+            page.wait_for_timeout(500)
+        charts = page.evaluate(CHART_GEOMETRY_JS)
+        assert not _labels_outside_plot_areas(charts), (path, width)
+        if path == "present":
+            heatmap = next(c for c in charts if "Superclass confusion" in c["title"])
+            area = heatmap["areas"][0]
+            side_x, side_y = area["right"] - area["left"], area["bottom"] - area["top"]
+            assert side_x >= 350, f"heatmap plot area {side_x:.0f} px wide at {width} px"
+            assert 0.75 <= side_x / side_y <= 1.33, f"heatmap {side_x:.0f}x{side_y:.0f} px"
+        page.screenshot(path=str(screenshots / f"{width}-{number:02d}-{path or 'overview'}.png"),
+                        full_page=True)
+    page.context.close()
+
+
+def test_a_confusion_cell_click_shows_that_pair_and_a_run_switch_resets_it(
+        server, browser, screenshots):
+    base, artifacts, log = server
+    records = list_runs(artifacts)
+    first = next(r for r in records if r.model_number == 1 and r.label_set == "fine")
+    second = next(r for r in records if r.model_number == 5)
+    page = _new_page(browser, WIDTHS[0])
+    _open(page, base, "confusion", "Confusion")
+    _choose_run(page, first.run_id, "Confusion")
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    heat = page.evaluate(HEATMAP_JS)
+    assert heat["type"] == "heatmap"
+    shown = _pair_caption(page)
+    # The cell to click, read from the chart: the largest count off the diagonal whose
+    # pair is not the one shown already.
+    cells = sorted(((heat["z"][r][c], r, c) for r in range(len(heat["y"]))
+                    for c in range(len(heat["x"])) if r != c and heat["z"][r][c] > 0),
+                   reverse=True)
+    count, row, column = next(cell for cell in cells
+                              if f"of {heat['y'][cell[1]]} predicted as {heat['x'][cell[2]]}"
+                              not in shown)
+    centre = page.evaluate(CELL_CENTRE_JS, [row, column])
+    page.mouse.move(centre["x"], centre["y"])
+    page.mouse.click(centre["x"], centre["y"])
+    expected = f"{count} test images of {heat['y'][row]} predicted as {heat['x'][column]}"
+    page.get_by_text(expected).wait_for(timeout=RENDER_TIMEOUT_MS)
+    _wait_until_rendered(page, "Confusion")
+    assert page.get_by_role("combobox", name="True").input_value() == heat["y"][row]
+    assert page.get_by_role("combobox", name="Predicted").input_value() == heat["x"][column]
+    gallery = page.locator("[data-testid='stMain'] [data-testid='stImage'] img")
+    assert gallery.count() == min(24, count)
+    page.screenshot(path=str(screenshots / "confusion-clicked.png"), full_page=True)
+
+    _choose_run(page, second.run_id, "Confusion")
+    new = page.evaluate(HEATMAP_JS)
+    best = max(new["z"][r][c] for r in range(len(new["y"])) for c in range(len(new["x"]))
+               if r != c)
+    caption = _pair_caption(page)
+    assert caption.startswith(f"{best} test images of "), caption  # the new run's own pair
+    page.context.close()
+    assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_classify_an_upload_with_model_5(server, browser, screenshots):
     base, artifacts, log = server
     fine5 = next(r for r in list_runs(artifacts) if r.model_number == 5)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=str(CHROMIUM), headless=True,
-            args=CHROMIUM_ARGS, viewport={"width": 1440, "height": 1600})
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            for number, (path, title) in enumerate(PAGES):
-                page.goto(f"{base}/{path}", wait_until="domcontentloaded")
-                _wait_until_rendered(page, title)
-                assert page.locator("[data-testid='stException']").count() == 0, path
-                if path in ("", "present", "tuning", "classes", "confusion", "augmentation"):
-                    # drawn, not only placed: plotly's SVG is there
-                    page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(
-                        timeout=RENDER_TIMEOUT_MS)
-                page.screenshot(path=str(screenshots / f"{number:02d}-{path or 'overview'}.png"),
-                                full_page=True)
-
-            # Classify with model 5: choose it in the sidebar's run picker, then upload.
-            picker = page.locator("[data-testid='stSidebar'] [data-testid='stSelectbox']")
-            picker.click()
-            page.get_by_role("option", name=fine5.run_id).click()
-            _wait_until_rendered(page, "Classify")
-            upload = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-            upload.set_input_files(files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
-                                           "buffer": valid_images()["photo.jpg"]}])
-            label = page.locator("[data-testid='stMetricLabel']", has_text="Prediction")
-            label.wait_for(timeout=RENDER_TIMEOUT_MS)
-            _wait_until_rendered(page, "Classify")
-            value = page.locator("[data-testid='stMetricValue']").first.inner_text().strip()
-            assert value in fine5.metrics["class_names"]
-            # the top-5 chart and the saliency overlay, both drawn
-            page.get_by_role("heading", name="What drove the prediction").wait_for(
-                timeout=RENDER_TIMEOUT_MS)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
-                ".filter(chart => chart.querySelector('.main-svg')).length === 2",
-                timeout=RENDER_TIMEOUT_MS)
-            assert page.locator("[data-testid='stException']").count() == 0
-            page.screenshot(path=str(screenshots / f"{len(PAGES):02d}-classify-result.png"),
-                            full_page=True)
-        finally:
-            context.close()
+    page = _new_page(browser, WIDTHS[0])
+    _open(page, base, "classify", "Classify")
+    _choose_run(page, fine5.run_id, "Classify")
+    upload = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+    upload.set_input_files(files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
+                                   "buffer": valid_images()["photo.jpg"]}])
+    page.get_by_role("heading", name="What drove the prediction").wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    _wait_until_rendered(page, "Classify")
+    # the top-5 chart and the saliency overlay, both drawn
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stPlotlyChart\"]')]"
+        ".filter(chart => chart.querySelector('.main-svg')).length === 2",
+        timeout=RENDER_TIMEOUT_MS)
+    assert page.locator("[data-testid='stException']").count() == 0
+    names = [name.replace("_", " ") for name in fine5.metrics["class_names"]]
+    body = page.locator("[data-testid='stMain']").inner_text()
+    assert any(f"Prediction\n{name}\n" in body or f"Prediction: {name}" in body
+               for name in names), body[:600]
+    page.screenshot(path=str(screenshots / "classify-result.png"), full_page=True)
+    page.context.close()
     assert "Traceback" not in log.read_text(errors="replace")
-    shots = sorted(p.name for p in screenshots.glob("*.png"))
-    assert len(shots) == len(PAGES) + 1
-    (screenshots / "pages.json").write_text(json.dumps(shots))
+
+
+def test_a_job_stopped_from_its_card_reads_plainly(server, browser, screenshots,
+                                                   tiny_cifar100):
+    base, artifacts, _ = server
+    epochs = 9000  # tiny data trains several epochs a second: never done in time
+    run_id = submit_job(artifacts, model=1, profile="quick", data=str(tiny_cifar100),
+                        overrides={"epochs": epochs, "patience": 0})
+    page = _new_page(browser, WIDTHS[0])
+    _open(page, base, "train", "Train")
+    # The job's card: the innermost block holding its run id and its log.
+    card = page.locator("[data-testid='stVerticalBlock']").filter(has_text=run_id).filter(
+        has_text="Log").last
+    card.get_by_text(re.compile(rf"epoch \d+/{epochs} ·")).first.wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    card.get_by_role("button", name="Stop").click()
+    card.get_by_text("stopped", exact=True).wait_for(timeout=RENDER_TIMEOUT_MS)
+    page.wait_for_timeout(2500)  # one refresh of the job board
+    text = card.inner_text()
+    assert re.search(rf"at epoch \d+ of {epochs}", text), text
+    assert "SIGTERM" not in text and "signal" not in text, text
+    card.get_by_text("Log").click()
+    log_text = card.get_by_test_id("stCode").inner_text()
+    assert "Traceback" not in log_text and "RunStopped" not in log_text, log_text[-800:]
+    assert "Stopped by the user" in log_text, log_text[-800:]
+    page.screenshot(path=str(screenshots / "train-stopped.png"), full_page=True)
+    page.context.close()
+
+
+def test_the_quick_progression_is_queued_once_by_a_double_click(server, browser, screenshots):
+    base, artifacts, _ = server
+    before = {job.run_id for job in list_jobs(artifacts, include_finished=True)}
+    page = _new_page(browser, WIDTHS[0])
+    _open(page, base, "train", "Train")
+    button = page.get_by_role("button", name="Queue the quick progression (models 1-5)")
+    button.click()
+    button.click()
+    page.get_by_text(re.compile("Queued 5 jobs|already queued")).first.wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    _wait_until_rendered(page, "Train")
+    page.wait_for_timeout(2500)
+    new = [job for job in list_jobs(artifacts, include_finished=True)
+           if job.run_id not in before]
+    assert sorted(job.model for job in new) == [1, 2, 3, 4, 5], [j.run_id for j in new]
+    page.screenshot(path=str(screenshots / "train-progression-queued.png"), full_page=True)
+    page.context.close()
+    for job in new:  # no need to train them
+        stop_job(artifacts, job.run_id)
+    (screenshots / "pages.json").write_text(json.dumps(
+        sorted(p.name for p in screenshots.glob("*.png"))))
