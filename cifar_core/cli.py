@@ -7,7 +7,6 @@ are checked before any data is loaded or model built.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -47,6 +46,45 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
                              "default ./artifacts)")
 
 
+# The flags that describe a training, declared once: `train`, `bench` and `tune` each take
+# the ones that apply to them (``_add_training_flags``), with the same names, types and help.
+_TRAINING_FLAGS: dict[str, tuple[str, dict]] = {
+    "labels": ("--labels", dict(choices=("fine", "coarse"), default="fine",
+                                help="fine: 100 classes (default); coarse: 20 superclasses")),
+    "data": ("--data", dict(metavar="PATH",
+                            help="cifar-100-python.tar.gz or its folder, or an image-folder "
+                                 f"data set (env {settings.ENV_DATA}; default: CIFAR-100 from "
+                                 "the Keras cache, else its download)")),
+    "profile": ("--profile", dict(choices=("seed", "quick"), default="seed",
+                                  help="seed: the report's protocol (default); quick: a few "
+                                       "epochs")),
+    "epochs": ("--epochs", dict(type=_positive_int)),
+    "batch_size": ("--batch-size", dict(type=_positive_int)),
+    "patience": ("--patience", dict(type=_non_negative_int,
+                                    help="early-stopping patience on val_loss (0 disables)")),
+    "learning_rate": ("--learning-rate", dict(type=float)),
+    "validation_fraction": ("--validation-fraction", dict(
+        type=float, metavar="F", help="share of each class held out for validation (the "
+                                      "spec's; 0.2 for models 1-7, as in the report)")),
+    "seed": ("--seed", dict(type=_non_negative_int)),
+    "freeze_base": ("--freeze-base", dict(
+        action="store_true", help="MobileNet models (6-8): keep the whole base frozen and "
+                                  "train only the head (a feature extractor)")),
+    "backbone_weights": ("--backbone-weights", dict(
+        metavar="PATH", help=f"MobileNet weights file (env {settings.ENV_BACKBONE_WEIGHTS}; "
+                             "default: ImageNet download)")),
+}
+
+
+def _add_training_flags(parser: argparse.ArgumentParser, *names: str, **helps: str) -> None:
+    """Add the shared flags ``names`` (keys of ``_TRAINING_FLAGS``); ``helps`` replaces the
+    help of some where a command reads them differently (tune: the final training's)."""
+    for name in names:
+        flag, options = _TRAINING_FLAGS[name]
+        parser.add_argument(flag, **{**options, **({"help": helps[name]} if name in helps
+                                                   else {})})
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cifar-core",
@@ -60,30 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the report's progression 1-7 in order (model 8: --model 8)")
     train.add_argument("--with-coarse", action="store_true",
                        help="with --all: also models 1 and 7 on the 20 superclasses")
-    train.add_argument("--labels", choices=("fine", "coarse"), default="fine")
-    train.add_argument("--data", metavar="PATH",
-                       help="cifar-100-python.tar.gz or its folder, or an image-folder data "
-                            f"set (env {settings.ENV_DATA}; default: CIFAR-100 download)")
-    train.add_argument("--profile", choices=("seed", "quick"), default="seed",
-                       help="seed: the report's protocol (default); quick: a few epochs")
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--patience", type=_non_negative_int,
-                       help="early-stopping patience on val_loss (0 disables)")
-    train.add_argument("--learning-rate", type=float)
-    train.add_argument("--validation-fraction", type=float, metavar="F",
-                       help="share of each class held out for validation (the spec's; 0.2 "
-                            "for models 1-7, as in the report)")
-    train.add_argument("--seed", type=_non_negative_int)
-    train.add_argument("--freeze-base", action="store_true",
-                       help="models 6-7: keep the MobileNet base frozen (feature extractor)")
+    _add_training_flags(train, "labels", "data", "profile", "epochs", "batch_size",
+                        "patience", "learning_rate", "validation_fraction", "seed",
+                        "freeze_base", "backbone_weights")
     train.add_argument("--warm-start", action="store_true",
                        help="models 6-7 fine-tuned: train the head on cached frozen-base "
                             "features first, then fine-tune everything from it")
-    train.add_argument("--backbone-weights", metavar="PATH",
-                       help="MobileNet weights file (env "
-                            f"{settings.ENV_BACKBONE_WEIGHTS}; default: ImageNet download)")
-    train.add_argument("--run-dir", metavar="DIR", help=argparse.SUPPRESS)  # jobs: adopt folder
     _add_search_flags(train)
     train.add_argument("--resume", metavar="RUN",
                        help="model 7: continue a stopped or failed run's search in its folder "
@@ -103,13 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(predict)
 
     bench = sub.add_parser("bench", help="train a list of models and record BENCHMARKS.md")
-    bench.add_argument("--data", metavar="PATH", help="as for train")
     bench.add_argument("--models", default="1-8", help="e.g. 1-5, 1,3,6 (default 1-8)")
-    bench.add_argument("--labels", choices=("fine", "coarse"), default="fine")
-    bench.add_argument("--profile", choices=("seed", "quick"), default="seed")
-    bench.add_argument("--epochs", type=_positive_int)
-    bench.add_argument("--seed", type=_non_negative_int)
-    bench.add_argument("--backbone-weights", metavar="PATH")
+    _add_training_flags(bench, "data", "labels", "profile", "epochs", "seed",
+                        "backbone_weights")
     bench.add_argument("--output", default="BENCHMARKS.md", help="file to update")
     bench.add_argument("--section", help="name of the generated block (default from options)")
     bench.add_argument("--reuse", nargs="+", default=[], metavar="RUN",
@@ -133,16 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the chief's port (env KERASTUNER_ORACLE_PORT)")
     tune.add_argument("--min-workers", type=_positive_int, default=1,
                       help="chief: hand out trials once this many workers have connected")
-    tune.add_argument("--labels", choices=("fine", "coarse"), default="fine")
-    tune.add_argument("--data", metavar="PATH", help="as for train (same data everywhere)")
-    tune.add_argument("--profile", choices=("seed", "quick"), default="seed")
-    tune.add_argument("--epochs", type=_positive_int, help="chief: the final training's epochs")
-    tune.add_argument("--batch-size", type=_positive_int,
-                      help="chief: the final training's batch size")
-    tune.add_argument("--patience", type=_non_negative_int)
-    tune.add_argument("--seed", type=_non_negative_int)
-    tune.add_argument("--freeze-base", action="store_true")
-    tune.add_argument("--backbone-weights", metavar="PATH")
+    _add_training_flags(tune, "labels", "data", "profile", "epochs", "batch_size",
+                        "patience", "seed", "freeze_base", "backbone_weights",
+                        data="as for train (the same data in every process)",
+                        epochs="chief: the final training's epochs",
+                        batch_size="chief: the final training's batch size")
     tune.add_argument("--resume", metavar="RUN", help="chief: continue a stopped search")
     _add_search_flags(tune)
     _add_common(tune)
@@ -189,16 +200,21 @@ def _search_overrides(args) -> dict:
             "feature_cache": False if args.no_feature_cache else None}
 
 
+def _config_overrides(args) -> dict:
+    """The config settings a command's flags set, for ``make_config`` (None: the profile's
+    value). The same for `train` and `tune`; a flag a command lacks counts as not given."""
+    overrides = {name: getattr(args, name, None) for name in (
+        "epochs", "batch_size", "patience", "learning_rate", "validation_fraction", "seed")}
+    overrides["freeze_base"] = getattr(args, "freeze_base", False) or None
+    overrides["warm_start"] = getattr(args, "warm_start", False) or None
+    overrides["backbone_weights"] = settings.backbone_weights(args.backbone_weights)
+    return {**overrides, **_search_overrides(args)}
+
+
 def _train_configs(args) -> list:
     from cifar_core.training.config import make_config
 
-    overrides = {"epochs": args.epochs, "batch_size": args.batch_size,
-                 "patience": args.patience, "learning_rate": args.learning_rate,
-                 "validation_fraction": args.validation_fraction,
-                 "seed": args.seed, "freeze_base": args.freeze_base or None,
-                 "warm_start": args.warm_start or None,
-                 "backbone_weights": settings.backbone_weights(args.backbone_weights),
-                 **_search_overrides(args)}
+    overrides = _config_overrides(args)
     if args.all:
         plan = [(n, "fine") for n in range(1, 8)]
         if args.with_coarse:
@@ -213,22 +229,15 @@ def _train_configs(args) -> list:
 def cmd_train(args) -> int:
     configs = _train_configs(args)  # validates everything before any work
     queued_writer = None
-    if args.run_dir:  # a queued job's folder (cifar_core.jobs), checked before any work
-        from cifar_core.jobs.queue import adopt_queued_run
-
-        queued_writer = adopt_queued_run(args.run_dir, args.artifacts, runs=len(configs))
     if args.resume:  # model 7: a stopped search, continued in its own folder
         from cifar_core.search.run import adopt_for_resume
 
         queued_writer = adopt_for_resume(args.resume, args.artifacts, configs)
     # One training at a time on this machine: queued jobs hold the slot in their worker;
     # a training typed in a terminal takes it here (and waits for a running job first).
-    slot = contextlib.nullcontext()
-    if not args.run_dir:
-        from cifar_core.jobs.queue import training_slot
+    from cifar_core.jobs.queue import training_slot
 
-        slot = training_slot(args.artifacts, on_wait=_say_waiting)
-    with slot:
+    with training_slot(args.artifacts, on_wait=_say_waiting):
         _train_configs_in_turn(args, configs, queued_writer)
     return 0
 
@@ -383,12 +392,8 @@ def cmd_tune(args) -> int:
 
     distributed.configure_environment(args.role, tuner_id=args.tuner_id, ip=args.oracle_ip,
                                       port=args.oracle_port)
-    config = make_config(
-        7, labels=args.labels, profile=args.profile, epochs=args.epochs,
-        batch_size=args.batch_size, patience=args.patience, seed=args.seed,
-        freeze_base=args.freeze_base or None,
-        backbone_weights=settings.backbone_weights(args.backbone_weights),
-        **_search_overrides(args))
+    config = make_config(7, labels=args.labels, profile=args.profile,
+                         **_config_overrides(args))
     resume_writer = None
     if args.resume:
         if args.role != "chief":

@@ -118,8 +118,9 @@ notes = table.loc[table["problems"].astype(bool), ["run id", "problems"]]
 hidden = ["problems"] + (["data set"] if table["data set"].nunique(dropna=True) <= 1 else [])
 percent = st.column_config.NumberColumn(format="%.1f%%", width=60)
 st.dataframe(
-    table.drop(columns=hidden), hide_index=True, width="stretch", placeholder="-",
+    table, hide_index=True, width="stretch", placeholder="-",
     column_config={
+        **dict.fromkeys(hidden),  # None hides a column (its values stay in the data)
         "run id": st.column_config.TextColumn(width=172, pinned=True),
         "status": st.column_config.TextColumn(width=80),
         "counts": st.column_config.CheckboxColumn(width=56, help="counted in the progression"),
@@ -135,7 +136,8 @@ st.dataframe(
         "whole run (min)": st.column_config.NumberColumn(
             format="%.1f", width=100, help="from the run's start to its end: data loading, "
                                            "feature pass, warm-up, search and evaluation too"),
-        "data set": st.column_config.TextColumn(width=150),
+        **({} if "data set" in hidden else {
+            "data set": st.column_config.TextColumn(width=150)}),
     })
 if len(notes):
     st.markdown("**Notes on runs**\n\n" + "\n".join(

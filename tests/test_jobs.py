@@ -18,7 +18,6 @@ from types import SimpleNamespace
 
 import pytest
 
-from cifar_core.cli import main as cli_main
 from cifar_core.errors import ConfigError, DataError, RunFolderError
 from cifar_core.jobs import (
     JobError,
@@ -33,17 +32,23 @@ from cifar_core.jobs import (
     submit_progression,
 )
 from cifar_core.jobs import queue as job_queue
+from cifar_core.jobs.request import (
+    JOB_OVERRIDES,
+    build_request,
+    read_request,
+    requested_settings,
+)
 from cifar_core.jobs.summary import (
     OVERRIDE_WORDS,
     describe_metrics,
     describe_request,
     headline_metrics,
-    requested_overrides,
 )
 from cifar_core.runs import store
-from cifar_core.runs.files import read_json
+from cifar_core.runs.files import atomic_write_json, read_json
 from cifar_core.runs.progress import where_stopped
 from cifar_core.runs.store import RunWriter, load_run, runs_root
+from cifar_core.training.config import PROFILES
 
 LONG = {"epochs": 500, "patience": 0}  # trains until stopped (patience 0: no early stop)
 SHORT = {"epochs": 1}
@@ -137,18 +142,18 @@ def test_run_ids_from_outside_are_validated(artifacts, tmp_path):
     assert (outside / "run.json").read_text() == "{}"
 
 
-def test_cli_run_dir_only_adopts_a_queued_folder_under_the_artifacts(artifacts, tmp_path,
-                                                                    capsys):
-    """`cifar-core train --run-dir` refuses foreign, finished or --all folders up front."""
+def test_a_worker_only_adopts_a_queued_folder_under_the_artifacts(artifacts, tmp_path):
+    """The folder a job trains into: refused when foreign, finished or a link, up front."""
     done = RunWriter.create(artifacts, "m1-fine", status="queued")
     done.set_status("completed")
     stray = tmp_path / "stray"
     stray.mkdir()
-    for run_dir, which, message in ((str(stray), ["--model", "1"], "not a run folder under"),
-                                    (str(done.path), ["--model", "1"], "completed, not queued"),
-                                    (str(done.path), ["--all"], "use --model")):
-        code = cli_main(["train", *which, "--artifacts", str(artifacts), "--run-dir", run_dir])
-        assert code == 2 and message in capsys.readouterr().err
+    for run_dir, message in ((stray, "not a run folder under"),
+                             (done.path, "completed, not queued")):
+        with pytest.raises(RunFolderError, match=message):
+            job_queue.adopt_queued_run(run_dir, artifacts)
+    queued = RunWriter.create(artifacts, "m1-fine", status="queued")
+    assert job_queue.adopt_queued_run(queued.path, artifacts).path == queued.path
     assert not (stray / "run.json").exists()
     assert run_json(artifacts, done.run_id)["status"] == "completed"
 
@@ -382,39 +387,74 @@ def test_log_tail_leaves_out_tensorflow_noise_and_keeps_real_errors(artifacts):
 # ------------------------------------------- requests, the progression, results (no process)
 
 
-def test_model7_search_settings_become_the_clis_flags_and_are_checked_like_it(tiny_cifar100):
-    from cifar_core.cli import build_parser
-
+def test_model7_search_settings_become_the_configs_and_are_checked_like_the_clis(
+        tiny_cifar100):
     search = {"search_mode": "cached", "search_trials": 6, "search_folds": 3,
               "search_epochs": 2, "grid_epochs": 4, "grid_trials": 5}
-    arguments = job_queue.build_train_arguments(model=7, data=str(tiny_cifar100),
-                                                overrides={**search, "grid_epochs": None})
-    args = build_parser().parse_args(arguments)  # what the job's process will parse
-    assert (args.search_mode, args.trials, args.folds, args.search_epochs, args.grid_trials,
-            args.grid_epochs) == ("cached", 6, 3, 2, 5, None)
-    with pytest.raises(ConfigError, match="--folds"):
-        job_queue.build_train_arguments(model=7, data=str(tiny_cifar100),
-                                        overrides={"search_folds": 1})
+    request = build_request(model=7, data=str(tiny_cifar100),
+                            overrides={**search, "grid_epochs": None})
+    config = request.config  # what the job's process will train
+    assert (config.search_mode, config.search_trials, config.search_folds,
+            config.search_epochs, config.grid_trials) == ("cached", 6, 3, 2, 5)
+    assert config.grid_epochs == PROFILES["quick"]["grid_epochs"]  # None: the profile's
+    assert request.overrides == {k: v for k, v in search.items() if k != "grid_epochs"}
+    with pytest.raises(ConfigError, match="folds"):
+        build_request(model=7, data=str(tiny_cifar100), overrides={"search_folds": 1})
     with pytest.raises(ConfigError, match="unknown search mode"):
-        job_queue.build_train_arguments(model=7, data=str(tiny_cifar100),
-                                        overrides={"search_mode": "fast"})
+        build_request(model=7, data=str(tiny_cifar100), overrides={"search_mode": "fast"})
     with pytest.raises(ConfigError, match="only to model 7"):
-        job_queue.build_train_arguments(model=6, data=str(tiny_cifar100),
-                                        overrides={"search_trials": 6})
+        build_request(model=6, data=str(tiny_cifar100), overrides={"search_trials": 6})
 
 
 def test_a_jobs_overrides_are_read_back_in_words(tiny_cifar100):
-    arguments = job_queue.build_train_arguments(
+    request = build_request(
         model=6, data=str(tiny_cifar100),
         overrides={"epochs": 1, "patience": 0, "freeze_base": True, "seed": None})
-    assert requested_overrides(arguments) == {"epochs": "1", "patience": "0",
-                                              "freeze_base": True}
+    settings = requested_settings(request.to_json() | {"schema_version": 2})
+    assert settings["overrides"] == {"epochs": 1, "patience": 0, "freeze_base": True}
     job = job_queue.JobInfo(run_id="r", path=Path("r"), status="queued", profile="quick",
-                            command=["python", "-m", "cifar_core.cli", *arguments])
+                            request=settings)
     assert describe_request(job) == "quick profile, 1 epoch, no early stopping, base frozen"
-    plain = job_queue.build_train_arguments(model=1, data=str(tiny_cifar100))
-    assert describe_request(replace(job, command=plain)) == "quick profile"
-    assert set(OVERRIDE_WORDS) == set(job_queue.OVERRIDE_FLAGS)  # every override has words
+    plain = requested_settings(build_request(model=1, data=str(tiny_cifar100)).to_json()
+                               | {"schema_version": 2})
+    assert describe_request(replace(job, request=plain)) == "quick profile"
+    assert set(OVERRIDE_WORDS) == set(JOB_OVERRIDES)  # every override has words
+
+
+def test_a_job_json_round_trips_its_config_and_refuses_what_it_cannot_read(tiny_cifar100):
+    request = build_request(model=5, data=str(tiny_cifar100), overrides={"epochs": 2})
+    job = {"schema_version": 2, **request.to_json()}
+    again = read_request(json.loads(json.dumps(job)))  # as job.json holds it
+    assert again.config == request.config and again.data == str(tiny_cifar100)
+    assert again.config.epochs == 2 and again.run_prefix == "m5-fine"
+    bad = json.loads(json.dumps(job))
+    bad["config"]["epochs"] = 0
+    with pytest.raises(ConfigError, match="epochs must be a positive integer"):
+        read_request(bad)
+    bad["config"] = {**job["config"], "wormhole": 1}
+    with pytest.raises(ConfigError, match="wormhole"):
+        read_request(bad)
+    with pytest.raises(ConfigError, match="schema 3"):
+        read_request({**job, "schema_version": 3})
+
+
+def test_a_job_queued_by_older_code_still_reads_its_arguments(tiny_cifar100, tmp_path):
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"x")
+    legacy = {"schema_version": 1, "arguments": [
+        "train", "--model", "6", "--labels", "fine", "--profile", "quick", "--epochs", "2",
+        "--patience", "0", "--freeze-base", "--data", str(tiny_cifar100),
+        "--backbone-weights", str(weights), "--artifacts", "/a", "--run-dir", "/a/runs/x"]}
+    request = read_request(legacy)
+    assert (request.config.model, request.config.epochs, request.config.patience,
+            request.config.freeze_base) == (6, 2, 0, True)
+    assert request.data == str(tiny_cifar100)
+    assert request.config.backbone_weights == str(weights)
+    assert request.overrides == {"epochs": 2, "patience": 0, "freeze_base": True}
+    with pytest.raises(ConfigError, match="--teleport"):
+        read_request({"schema_version": 1, "arguments": ["train", "--model", "1",
+                                                         "--teleport", "yes"]})
+    assert requested_settings({"schema_version": 1, "arguments": ["rm", "-rf"]}) == {}
 
 
 def test_headline_metrics_follow_the_file(tmp_path):
@@ -462,9 +502,9 @@ def test_the_progression_is_queued_once_while_it_is_queued_or_running(
     assert second.message == (f"The quick progression (models 1-3) is already queued or "
                               f"running: runs {', '.join(first.run_ids)}. Nothing new was "
                               "queued.")
-    models = [read_json(runs_root(artifacts) / rid / "job.json")["arguments"][2]
+    models = [read_json(runs_root(artifacts) / rid / "job.json")["config"]["model"]
               for rid in first.run_ids]
-    assert models == ["1", "2", "3"]
+    assert models == [1, 2, 3]
 
     # Another progression (other models, or other data) is not the same one.
     other = submit_progression(artifacts, models=[1, 2], data=str(tiny_cifar100))
@@ -628,3 +668,28 @@ def test_a_job_that_fails_before_training_shows_the_cli_error(artifacts, tmp_pat
     assert f"error: {info.error}" in read_log_tail(artifacts, run_id)
     wait_until(lambda: not job_queue.process_alive(runs_root(artifacts) / run_id), 30,
                "the failed job's process to exit")
+
+
+@pytest.mark.slow
+def test_a_job_queued_by_older_code_runs_and_an_unreadable_one_fails_plainly(
+        artifacts, tiny_cifar100, capsys):
+    from cifar_core.jobs import worker
+
+    def queue_legacy(arguments: list[str]) -> Path:
+        writer = RunWriter.create(artifacts, "m1-fine", status="queued")
+        atomic_write_json(writer.path / "job.json", {
+            "schema_version": 1, "run_id": writer.path.name, "submitted_ts": time.time(),
+            "arguments": ["train", *arguments, "--artifacts", str(artifacts),
+                          "--run-dir", str(writer.path)]})
+        return writer.path
+
+    good = queue_legacy(["--model", "1", "--labels", "fine", "--profile", "quick",
+                         "--epochs", "1", "--data", str(tiny_cifar100)])
+    assert worker.run_job(good) == 0
+    record = load_run(good)
+    assert record.status == "completed" and record.problems == []
+    assert record.config["hyperparameters"]["epochs"] == 1
+    bad = queue_legacy(["--model", "1", "--teleport", "yes"])
+    assert worker.run_job(bad) == 1
+    assert "--teleport" in run_json(artifacts, bad.name)["error"]
+    assert "Traceback" not in capsys.readouterr().err

@@ -99,10 +99,11 @@ def test_model7_shows_its_search_settings_with_the_profiles_values(artifacts, ti
     app.button(key="train_launch").click().run()
     assert not app.exception
     [run_id] = jobs_without_processes
-    arguments = read_json(runs_root(artifacts) / run_id / "job.json")["arguments"]
-    assert arguments[arguments.index("--trials") + 1] == "6"
-    assert arguments[arguments.index("--search-mode") + 1] == "cached"
-    assert "--folds" not in arguments  # left empty: the profile's value, as the CLI's default
+    job = read_json(runs_root(artifacts) / run_id / "job.json")
+    assert job["config"]["search_trials"] == 6 and job["config"]["search_mode"] == "cached"
+    # left empty: the profile's value, and not an override
+    assert job["config"]["search_folds"] == PROFILES["quick"]["search_folds"]
+    assert set(job["request"]["overrides"]) == {"search_trials", "search_mode"}
     assert any("quick profile, cached search, 6 trials" in text for text in texts(app.markdown))
 
 
@@ -206,8 +207,8 @@ def test_launch_watch_and_stop_a_job(artifacts, tiny_cifar100):
     run_id = message.split("`")[1]
     run_file = runs_root(artifacts) / run_id / "run.json"
     job = read_json(runs_root(artifacts) / run_id / "job.json")
-    assert job["arguments"][:3] == ["train", "--model", "1"]
-    assert job["arguments"][7:9] == ["--epochs", "500"]
+    assert job["config"]["model"] == 1 and job["config"]["epochs"] == 500
+    assert job["request"]["overrides"] == {"epochs": 500, "patience": 0}
 
     wait_until(lambda: (read_json(run_file).get("progress") or {}).get("last"), 90,
                "the job to finish its first epoch")

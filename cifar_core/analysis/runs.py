@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cifar_core.cli import run_summary
+from cifar_core.jobs.queue import JOB_FILE
+from cifar_core.jobs.request import requested_settings
 from cifar_core.models.specs import SPECS, spec_differences
 from cifar_core.runs.files import read_json
 from cifar_core.runs.store import (
@@ -30,7 +32,6 @@ from cifar_core.runs.store import (
 from cifar_core.training.config import current_spec_for_run
 
 RunKey = tuple[int, str]  # (model number, label set)
-JOB_FILE = "job.json"  # a queued job's request (cifar_core.jobs.queue.JOB_FILE)
 
 
 def choice_key(key: RunKey) -> str:
@@ -240,7 +241,7 @@ def run_minutes(record: RunRecord) -> float | None:
 
 def requested_run(record: RunRecord) -> dict:
     """Model, labels and profile of a run: from its ``config.json``, or, for a queued job that
-    has not written one yet, from the ``cifar-core train`` arguments in its ``job.json``."""
+    has not written one yet, from the request in its ``job.json``."""
     config = record.config or {}
     if config:
         return {"model": record.model_number, "labels": record.label_set,
@@ -251,12 +252,8 @@ def requested_run(record: RunRecord) -> dict:
         job = read_json(record.path / JOB_FILE)
     except (OSError, ValueError):
         return {}
-    arguments = [str(a) for a in (job.get("arguments") or [])] if isinstance(job, dict) else []
-    found = {}
-    for flag, key in (("--model", "model"), ("--labels", "labels"), ("--profile", "profile")):
-        if flag in arguments[:-1]:
-            found[key] = arguments[arguments.index(flag) + 1]
-    return found
+    settings = requested_settings(job if isinstance(job, dict) else None)
+    return {key: settings[key] for key in ("model", "labels", "profile") if key in settings}
 
 
 def _text(value) -> str:

@@ -4,8 +4,9 @@ A job trains into a run folder claimed when it is submitted (status ``queued``).
 usual run files (``cifar_core.runs.store``) the folder holds:
 
 ================  ==========================================================================
-``job.json``      what to run (the ``cifar-core train`` arguments), when it was submitted,
-                  which process runs it (pid = its process group), how often it was launched
+``job.json``      what to run (the validated training config and its data, and the request
+                  it came from: ``cifar_core.jobs.request``), when it was submitted, which
+                  process runs it (pid = its process group), how often it was launched
 ``job.lock``      locked (``flock``) by the job's process for its whole life
 ``log.txt``       the process's stdout and stderr
 ================  ==========================================================================
@@ -23,8 +24,8 @@ starts.
 
 Lifecycle: ``submit_job`` claims the folder, writes ``job.json`` and starts
 ``python -m cifar_core.jobs.worker <folder>`` detached in its own session. The worker waits
-until no older queued job is alive and the slot is free, then runs the CLI (``cifar-core
-train ... --run-dir <folder>``), which marks the run running / completed / failed / stopped.
+until no older queued job is alive and the slot is free, then runs the pipeline with the
+job's config in that folder, which marks the run running / completed / failed / stopped.
 ``stop_job`` ends the process group (SIGTERM, then SIGKILL). ``resume_queued_jobs`` (called
 when the app starts) relaunches queued jobs whose process is gone, e.g. after a restart, and
 records running jobs whose process is gone as failed.
@@ -49,7 +50,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cifar_core import settings
-from cifar_core.errors import CifarCoreError, ConfigError, DataError, RunFolderError
+from cifar_core.errors import CifarCoreError, RunFolderError
+from cifar_core.jobs.request import (
+    REQUEST_SCHEMA_VERSION,
+    JobRequest,
+    build_request,
+    requested_settings,
+)
 from cifar_core.runs.files import atomic_write_json, read_json
 from cifar_core.runs.progress import (
     phase_counts,
@@ -72,7 +79,7 @@ from cifar_core.runs.store import (
     runs_root,
 )
 
-JOB_SCHEMA_VERSION = 1
+JOB_SCHEMA_VERSION = REQUEST_SCHEMA_VERSION  # 2: the config; 1 (older jobs): CLI arguments
 JOB_FILE = "job.json"
 JOB_LOCK_FILE = "job.lock"
 SLOT_LOCK_FILE = "jobs.lock"  # in the artifacts root: held by the job that trains
@@ -81,25 +88,6 @@ STOP_GRACE_SECONDS = 10.0  # SIGTERM first; SIGKILL if the job has not ended by 
 MAX_LAUNCHES = 3  # a job whose process keeps dying before it runs is given up, not looped
 LOG_TAIL_MAX_BYTES = 256 * 1024
 
-# Model 7's search settings a job may override (the CLI's "model 7 search" flags).
-SEARCH_OVERRIDE_FLAGS = {
-    "search_mode": "--search-mode",
-    "search_trials": "--trials",
-    "search_folds": "--folds",
-    "search_epochs": "--search-epochs",
-    "grid_epochs": "--grid-epochs",
-    "grid_trials": "--grid-trials",
-}
-# Settings a job may override, and the CLI flag each one becomes.
-OVERRIDE_FLAGS = {
-    "epochs": "--epochs",
-    "batch_size": "--batch-size",
-    "patience": "--patience",
-    "learning_rate": "--learning-rate",
-    "seed": "--seed",
-    "freeze_base": "--freeze-base",
-    **SEARCH_OVERRIDE_FLAGS,
-}
 PROGRESSION_LOCK_FILE = "progression.lock"  # in the artifacts root: one progression check
 
 _INTERRUPTED = ("interrupted: the job's process ended without finishing (killed, out of "
@@ -143,7 +131,9 @@ class JobInfo:
     submitted_at: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
-    command: list[str] = field(default_factory=list)
+    # What was asked: model, labels, profile and the overrides ({"epochs": 3}); {} for a run
+    # started from the CLI or a job.json this version cannot read.
+    request: dict = field(default_factory=dict)
 
     @property
     def active(self) -> bool:
@@ -280,95 +270,18 @@ def _mark_final(path: Path, status: str, error: str) -> None:
     writer.set_status(status, error=error)
 
 
-def _resolve_data(data) -> str | None:
-    chosen = settings.data_source(data)
-    if chosen is None or chosen.lower() in ("cifar100", "cifar-100"):
-        return chosen
-    path = Path(chosen).expanduser()
-    if not path.exists():
-        raise DataError(f"{path}: no such file or folder (the data set for the job)")
-    return str(path.resolve())
-
-
-def _resolve_weights(backbone_weights) -> str | None:
-    chosen = settings.backbone_weights(backbone_weights)
-    if chosen == "imagenet":
-        return None  # the CLI's default
-    path = Path(chosen).expanduser()
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such MobileNet weights file")
-    return str(path.resolve())
-
-
-def _check_batch_size(config, data_source: str | None) -> None:
-    """Refuse a batch larger than the training split now, not when the job runs.
-
-    Counting reads file names or tar headers (an image folder) or the train pickle
-    (CIFAR-100), so an archive the loader refuses (links, names leaving it, truncated) is
-    refused here too, with the loader's message. A source with no training images at all
-    is left to the job, whose loading explains what is missing.
-    """
-    from cifar_core.data import count_training_images, training_split_size
-    from cifar_core.training.config import validate_config
-
-    available = count_training_images(data_source)
-    if available:
-        validate_config(config, num_train=training_split_size(available,
-                                                              config.validation_fraction))
-
-
-def build_train_arguments(*, model: int, labels: str = "fine", profile: str = "quick",
-                          data: str | None = None, overrides: dict | None = None,
-                          backbone_weights: str | None = None) -> list[str]:
-    """The ``cifar-core train`` arguments of a job, checked like the CLI checks them.
-
-    Raises ``ConfigError`` / ``DataError`` before anything is written (a batch size larger
-    than the data's training split included). Paths are made absolute so the job runs the
-    same whatever its working folder or environment.
-    """
-    from cifar_core.training.config import make_config  # light: specs only, no TensorFlow
-
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-    unsupported = sorted(set(overrides) - set(OVERRIDE_FLAGS))
-    if unsupported:
-        raise ConfigError(f"a job cannot override {unsupported}; it can set "
-                          f"{sorted(OVERRIDE_FLAGS)}")
-    freeze = bool(overrides.pop("freeze_base", False))
-    config = make_config(model, labels=labels, profile=profile, freeze_base=freeze or None,
-                         **overrides)
-    search = sorted(set(overrides) & set(SEARCH_OVERRIDE_FLAGS))
-    if search and not config.spec().hyperparameter_search:
-        raise ConfigError(f"{', '.join(SEARCH_OVERRIDE_FLAGS[name] for name in search)}: "
-                          f"search settings apply only to model 7 (its hyperparameter "
-                          f"search), not model {config.model}")
-    arguments = ["train", "--model", str(config.model), "--labels", config.labels,
-                 "--profile", config.profile]
-    for name in overrides:
-        arguments += [OVERRIDE_FLAGS[name], str(getattr(config, name))]
-    if freeze:
-        arguments.append(OVERRIDE_FLAGS["freeze_base"])
-    data_source = _resolve_data(data)
-    _check_batch_size(config, data_source)
-    if data_source:
-        arguments += ["--data", data_source]
-    weights = _resolve_weights(backbone_weights)
-    if weights and config.spec().stem == "mobilenet":
-        arguments += ["--backbone-weights", weights]
-    return arguments
-
-
 def submit_job(artifacts=None, *, model: int, labels: str = "fine", profile: str = "quick",
                data: str | None = None, overrides: dict | None = None,
                backbone_weights: str | None = None) -> str:
     """Queue one training job and start its process; return its run id.
 
-    ``overrides`` may set epochs, batch_size, patience, learning_rate, seed, freeze_base and,
-    for model 7, its search settings (``SEARCH_OVERRIDE_FLAGS``); None values are ignored.
-    Everything is checked before the run folder is claimed.
+    ``overrides`` may set ``cifar_core.jobs.request.JOB_OVERRIDES`` (epochs, batch size,
+    patience, learning rate, seed, freeze_base and model 7's search settings); None values
+    are ignored. Everything is checked before the run folder is claimed.
     """
-    arguments = build_train_arguments(model=model, labels=labels, profile=profile, data=data,
-                                      overrides=overrides, backbone_weights=backbone_weights)
-    return _queue_job(_artifacts(artifacts), arguments)
+    request = build_request(model=model, labels=labels, profile=profile, data=data,
+                            overrides=overrides, backbone_weights=backbone_weights)
+    return _queue_job(_artifacts(artifacts), request)
 
 
 def _prepare_root(root: Path) -> None:
@@ -379,24 +292,21 @@ def _prepare_root(root: Path) -> None:
         raise JobError(f"cannot write to the artifacts folder {root}: {exc.strerror}") from None
 
 
-def _queue_job(root: Path, arguments: list[str], extra: dict | None = None) -> str:
-    """Claim a queued run folder for checked ``arguments``, write ``job.json`` (with the
+def _queue_job(root: Path, request: JobRequest, extra: dict | None = None) -> str:
+    """Claim a queued run folder for a checked ``request``, write ``job.json`` (with the
     fields of ``extra``) and start the job's process; return the run id."""
     _prepare_root(root)
-    prefix = f"m{arguments[2]}-{arguments[4]}"  # like pipeline.run_prefix: m<model>-<labels>
-    writer = RunWriter.create(root, prefix, status="queued")
+    writer = RunWriter.create(root, request.run_prefix, status="queued")
     path = writer.path
     lock_fd = None
     try:
         lock_fd = _lock_job_file(path)
         assert lock_fd is not None, "a freshly claimed folder cannot be locked by anyone else"
-        arguments = [*arguments, "--artifacts", str(root), "--run-dir", str(path)]
         submitted = time.time()
         job = {
             "schema_version": JOB_SCHEMA_VERSION,
             "run_id": path.name,
-            "arguments": arguments,
-            "command": [sys.executable, "-m", "cifar_core.cli", *arguments],
+            **request.to_json(),
             "submitted_at": now_iso(),
             "submitted_ts": submitted,
             "host": socket.gethostname(),
@@ -490,40 +400,38 @@ def submit_progression(artifacts=None, models=range(1, 6), profile: str = "quick
     """
     root = _artifacts(artifacts)
     models = list(models)
-    plan = [build_train_arguments(model=number, labels=labels, profile=profile, data=data,
-                                  backbone_weights=backbone_weights) for number in models]
-    # The same arguments (data and weights resolved to absolute paths) mean the same jobs.
-    key = hashlib.sha256(json.dumps(plan).encode()).hexdigest()
+    plan = [build_request(model=number, labels=labels, profile=profile, data=data,
+                          backbone_weights=backbone_weights) for number in models]
+    # The same configs and data (paths resolved to absolute ones) mean the same jobs.
+    key = hashlib.sha256(json.dumps([request.to_json() for request in plan],
+                                    sort_keys=True).encode()).hexdigest()
     with _progression_lock(root):
         active = _active_progression(root, key)
         if active:
             return QueuedProgression(active, models, profile, already_queued=True)
         marker = {"progression": {"key": key, "models": models, "labels": labels,
                                   "profile": profile}}
-        run_ids = [_queue_job(root, arguments, marker) for arguments in plan]
+        run_ids = [_queue_job(root, request, marker) for request in plan]
     return QueuedProgression(run_ids, models, profile)
 
 
-def adopt_queued_run(run_dir, artifacts=None, *, runs: int = 1) -> RunWriter:
-    """The writer of a job's queued run folder, for ``cifar-core train --run-dir``.
+def adopt_queued_run(run_dir, artifacts=None) -> RunWriter:
+    """The writer of a job's queued run folder, for its worker to train into.
 
-    Refuses a folder outside ``<artifacts>/runs``, a link, a folder without ``run.json``, a
-    run that is no longer queued (stopped meanwhile, or already run), and ``--all``.
+    Refuses a folder outside ``<artifacts>/runs``, a link, a folder without ``run.json``, and
+    a run that is no longer queued (stopped meanwhile, or already run).
     """
-    if runs != 1:
-        raise ConfigError("--run-dir trains one model into a queued folder: use --model, "
-                          "not --all")
     given = Path(run_dir).expanduser()
     root = runs_root(artifacts)
     path = run_path(root, given.name)
     if given.is_symlink() or not given.is_dir() or given.resolve() != path.resolve():
-        raise RunFolderError(f"--run-dir {run_dir}: not a run folder under {root}")
+        raise RunFolderError(f"{run_dir}: not a run folder under {root}")
     run = read_run_record(path)
     if run is None:
-        raise RunFolderError(f"--run-dir {run_dir}: no readable {RUN_FILE}")
+        raise RunFolderError(f"{run_dir}: no readable {RUN_FILE}")
     if run.get("status") != "queued":
-        raise RunFolderError(f"--run-dir {run_dir}: the run is {run.get('status')}, not "
-                             "queued; nothing to train")
+        raise RunFolderError(f"{run_dir}: the run is {run.get('status')}, not queued; "
+                             "nothing to train")
     return RunWriter(path)
 
 
@@ -587,18 +495,6 @@ def _progress(run: dict, status: str, history: list[dict], now: float | None = N
             "eta_seconds": eta}
 
 
-def _request(job: dict | None) -> dict:
-    """Model, labels and profile from the job's CLI arguments."""
-    arguments = (job or {}).get("arguments") or []
-    values = {}
-    for flag, key in (("--model", "model"), ("--labels", "labels"), ("--profile", "profile")):
-        if flag in arguments[:-1]:
-            values[key] = arguments[arguments.index(flag) + 1]
-    with contextlib.suppress(KeyError, ValueError):
-        values["model"] = int(values["model"])
-    return values
-
-
 def _describe(path: Path, run: dict, job: dict | None, alive: bool | None) -> JobInfo:
     status, error = effective_status(run)
     note = None
@@ -614,7 +510,7 @@ def _describe(path: Path, run: dict, job: dict | None, alive: bool | None) -> Jo
         elif status == "queued" and _progress(run, status, [])["phase"] == "starting":
             status = "running"  # it holds the slot and is loading; the CLI marks it running
     history = job_history(path) if status != "queued" else []
-    request = _request(job)
+    request = requested_settings(job) if job is not None else {}
     config = _read_json_or_none(path / "config.json") if job is None else None
     if config:
         request = {"model": (config.get("model") or {}).get("number"),
@@ -626,7 +522,7 @@ def _describe(path: Path, run: dict, job: dict | None, alive: bool | None) -> Jo
         error=error if status in ("failed", "stopped") else None, note=note,
         submitted_at=(job or {}).get("submitted_at") or run.get("created_at"),
         started_at=run.get("started_at"), ended_at=run.get("ended_at"),
-        command=list((job or {}).get("command") or []),
+        request=request,
         **_progress(run, status, history))
 
 
@@ -732,14 +628,6 @@ def read_log_tail(artifacts, run_id: str, lines: int = 40, *, raw: bool = False)
     if not raw:
         rows = [row for row in rows if not is_log_noise(row)]
     return "\n".join(rows[-lines:]) if lines > 0 else ""
-
-
-def last_error_line(text: str) -> str | None:
-    """The CLI's last ``error: ...`` line in a log (what it printed before exiting)."""
-    for row in reversed(text.splitlines()):
-        if row.startswith("error: "):
-            return row[len("error: "):]
-    return None
 
 
 # -------------------------------------------------------------------------------- stopping
@@ -897,7 +785,6 @@ __all__ = [
     "QueuedProgression",
     "job_history",
     "job_info",
-    "last_error_line",
     "list_jobs",
     "process_alive",
     "read_log_tail",

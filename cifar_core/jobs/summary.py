@@ -7,23 +7,23 @@ import functools
 from pathlib import Path
 
 from cifar_core.jobs.progress import describe_progress
-from cifar_core.jobs.queue import OVERRIDE_FLAGS, JobInfo
+from cifar_core.jobs.queue import JobInfo
 from cifar_core.models.specs import SPECS
 from cifar_core.runs.files import read_json
 from cifar_core.runs.store import METRICS_FILE
 
 LABEL_WORDS = {"fine": "100 classes", "coarse": "20 superclasses"}
 
-# Each override as a job card names it (values as the CLI arguments give them).
+# Each override as a job card names it (values as the job's config holds them).
 OVERRIDE_WORDS = {
-    "epochs": lambda value: f"{value} epoch" + ("" if value == "1" else "s"),
+    "epochs": lambda value: f"{value} epoch" + ("" if value == 1 else "s"),
     "batch_size": lambda value: f"batch {value}",
-    "patience": lambda value: "no early stopping" if value == "0" else f"patience {value}",
-    "learning_rate": lambda value: f"learning rate {value}",
+    "patience": lambda value: "no early stopping" if value == 0 else f"patience {value}",
+    "learning_rate": lambda value: f"learning rate {value:g}",
     "seed": lambda value: f"seed {value}",
     "freeze_base": lambda value: "base frozen",
     "search_mode": lambda value: f"{value} search",
-    "search_trials": lambda value: f"{value} trial" + ("" if value == "1" else "s"),
+    "search_trials": lambda value: f"{value} trial" + ("" if value == 1 else "s"),
     "search_folds": lambda value: f"{value}-fold CV",
     "search_epochs": lambda value: f"{value} search epochs",
     "grid_epochs": lambda value: f"{value} grid epochs",
@@ -31,27 +31,17 @@ OVERRIDE_WORDS = {
 }
 
 
-def requested_overrides(arguments: list[str]) -> dict[str, str | bool]:
-    """The settings a job's ``cifar-core train`` arguments (or command) set over its profile:
-    ``{"epochs": "3", "freeze_base": True}``; values as given on the command line."""
-    found: dict[str, str | bool] = {}
-    for name, flag in OVERRIDE_FLAGS.items():
-        if flag not in arguments:
-            continue
-        if name == "freeze_base":  # a switch, no value
-            found[name] = True
-            continue
-        index = arguments.index(flag)
-        if index + 1 < len(arguments):
-            found[name] = arguments[index + 1]
-    return found
+def describe_settings(profile: str | None, overrides: dict) -> str:
+    """The profile and what was overridden: ``"quick profile, 3 epochs, base frozen"``
+    (in ``JOB_OVERRIDES`` order; an override this version has no words for, as itself)."""
+    words = [OVERRIDE_WORDS[name](overrides[name]) if name in OVERRIDE_WORDS
+             else f"{name} {overrides[name]}" for name in overrides]
+    return ", ".join([f"{profile or '?'} profile", *words])
 
 
 def describe_request(job: JobInfo) -> str:
-    """The profile and what the job overrode: ``"quick profile, 3 epochs, base frozen"``."""
-    overrides = requested_overrides(job.command)
-    words = [OVERRIDE_WORDS[name](value) for name, value in overrides.items()]
-    return ", ".join([f"{job.profile or '?'} profile", *words])
+    """What the job was asked to train, in words (its card's title)."""
+    return describe_settings(job.profile, job.request.get("overrides") or {})
 
 
 def describe_labels(labels: str | None) -> str:

@@ -1,17 +1,18 @@
-"""The process of one job: wait for its turn, then run ``cifar-core train ... --run-dir``.
+"""The process of one job: wait for its turn, then train the job's config in its folder.
 
 Started by ``cifar_core.jobs.queue`` as ``python -m cifar_core.jobs.worker <run folder>``,
 detached in its own session, holding the folder's ``job.lock`` (handed over already locked)
 until it exits. Its turn comes when no older queued job is alive and it can lock the
-training slot ``<artifacts>/jobs.lock``; it then runs the CLI in this same process, so the
-slot stays held while it trains and is released by the kernel when the process ends, even by
-SIGKILL.
+training slot ``<artifacts>/jobs.lock``; it then runs the pipeline with the config
+``job.json`` carries (``cifar_core.jobs.request``) in this same process, so the slot stays
+held while it trains and is released by the kernel when the process ends, even by SIGKILL.
 
-Every way out of here leaves the run with a final status: the CLI records running /
-completed / failed / stopped once it adopts the folder; before that (waiting, loading data,
-a bad argument) this module records ``stopped`` (SIGTERM) or ``failed`` (with the error).
-A stop is one plain line in the log ("Stopped by the user while queued", "... at epoch 3 of
-40 (2 finished)"), never a traceback; a failure keeps its traceback.
+Every way out of here leaves the run with a final status, taken from what happened, never
+from the log's text: the pipeline records running / completed / failed / stopped once it
+adopts the folder; before that (waiting, a job.json this version cannot read, loading
+data) this module records ``stopped`` (SIGTERM) or ``failed`` (with the exception's
+message). A stop is one plain line in the log ("Stopped by the user while queued", "... at
+epoch 3 of 40 (2 finished)"), never a traceback; an unexpected failure keeps its traceback.
 Only SIGKILL or a machine restart can leave a queued run behind, and
 ``queue.resume_queued_jobs`` relaunches those.
 """
@@ -26,8 +27,9 @@ import time
 import traceback
 from pathlib import Path
 
-from cifar_core.errors import RunStopped
-from cifar_core.jobs import queue
+from cifar_core.errors import CifarCoreError, RunStopped
+from cifar_core.jobs import queue, summary
+from cifar_core.jobs.request import JobRequest, read_request
 from cifar_core.runs.progress import where_stopped
 from cifar_core.runs.store import FINAL_STATUSES, RunWriter, now_iso
 
@@ -106,8 +108,23 @@ def _finish(path: Path, status: str, error: str) -> None:
         writer.set_status(status, error=error)
 
 
+def _train(path: Path, artifacts: Path, request: JobRequest) -> None:
+    """Train the job's config into its queued folder, as ``cifar-core train`` would."""
+    from cifar_core.training.pipeline import execute_run  # TensorFlow: only once it trains
+
+    writer = queue.adopt_queued_run(path, artifacts)
+    writer = execute_run(request.config, data=request.data, artifacts=str(artifacts),
+                         writer=writer, log=log)
+    headline = summary.headline_metrics(writer.path)
+    if headline:
+        log(f"job {path.name}: {summary.describe_metrics(headline)}")
+
+
 def run_job(path: Path) -> int:
-    """Wait for the slot, run the CLI, make sure the run ends with a final status."""
+    """Wait for the slot, train the job's config, make sure the run ends with a final status.
+
+    Exit status: 0 completed (or nothing to do), 1 failed, 128 + SIGTERM stopped.
+    """
     signal.signal(signal.SIGTERM, _raise_stopped)
     path = Path(path).resolve()
     artifacts = path.parent.parent
@@ -119,21 +136,19 @@ def run_job(path: Path) -> int:
         if _status(path) != "queued":
             log(f"run {path.name} is {_status(path)}, not queued: nothing to do")
             return 0
-        log(f"job {path.name} queued: {' '.join(job['command'])}")
+        request = read_request(job)  # a record this version cannot read fails here, clearly
+        log(f"job {path.name} queued: model {request.config.model}, "
+            f"{summary.describe_labels(request.config.labels)}, "
+            f"{summary.describe_settings(request.config.profile, request.overrides)}")
         slot = wait_for_turn(path, artifacts)
         if slot is None:
             log(f"job {path.name} was {_status(path)} before it started")
             return 0
         _set_queue_fields(path, slot_acquired_ts=time.time(), worker_pid=os.getpid())
         log(f"job {path.name}: starting (holding the training slot)")
-        from cifar_core import cli
-
-        code = cli.main(list(job["arguments"]))
-        if code != 0:
-            error = queue.last_error_line(queue.read_log_tail(artifacts, path.name, 200))
-            _finish(path, "failed", error or f"cifar-core train exited with status {code}")
+        _train(path, artifacts, request)
         log(f"job {path.name}: finished ({_status(path)})")
-        return code
+        return 0
     except JobStopped:  # before the training adopted the run: waiting, or starting up
         where = where_stopped(queue.read_run_record(path))
         _finish(path, "stopped", f"stopped {where}")
@@ -142,7 +157,12 @@ def run_job(path: Path) -> int:
     except RunStopped as exc:  # the training recorded where it stopped; its plain line
         log(str(exc))
         return 128 + signal.SIGTERM
-    except Exception as exc:  # every failure must end up in run.json
+    except CifarCoreError as exc:  # a refusal with its reason: the message is the record
+        _finish(path, "failed", str(exc))  # unless the pipeline recorded it already
+        log(f"error: {exc}")
+        log(f"job {path.name}: {_status(path)}")
+        return 1
+    except Exception as exc:  # a bug or an odd file: the traceback helps, and run.json says
         traceback.print_exc()
         _finish(path, "failed", f"{type(exc).__name__}: {exc}")  # unless already final
         status = _status(path)  # `stopped` when the training itself caught SIGTERM

@@ -5,6 +5,7 @@ Every value is validated here, before any data is loaded or any model built.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
 from cifar_core.errors import ConfigError
@@ -102,6 +103,30 @@ class TrainConfig:
         if self.hidden_units is not None:
             data["hidden_units"] = list(self.hidden_units)
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> TrainConfig:
+        """The config ``to_dict`` wrote (a job's request), checked again: a setting this
+        version does not know, a missing model or a value out of range is a ``ConfigError``
+        naming it, never a silently different training."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a training config must be a JSON object, got "
+                              f"{type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings in the config: {unknown}")
+        if "model" not in data:
+            raise ConfigError("the config names no model")
+        values = dict(data)
+        if values.get("hidden_units") is not None:
+            values["hidden_units"] = tuple(values["hidden_units"])
+        if isinstance(values["model"], bool) or not isinstance(values["model"], int):
+            raise ConfigError(f"the config's model must be a number, got {values['model']!r}")
+        get_spec(values["model"])  # an unknown model: ConfigError naming the models
+        config = cls(**values)
+        validate_config(config)
+        return config
 
 
 def current_spec_for_run(model: int, hyperparameters: dict) -> ModelSpec:

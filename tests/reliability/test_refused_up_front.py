@@ -22,7 +22,7 @@ from cifar_core.data import (
 )
 from cifar_core.errors import ConfigError
 from cifar_core.jobs import submit_job
-from cifar_core.jobs.queue import build_train_arguments
+from cifar_core.jobs.request import build_request
 from cifar_core.runs.store import runs_root
 
 TINY_TRAIN = 500  # tests/cifar_archives.py: 5 images of each of 100 classes
@@ -76,13 +76,13 @@ def test_the_job_queue_refuses_before_claiming_a_folder(tmp_path, tiny_cifar100,
 
 
 def test_the_largest_batch_that_fits_is_accepted(tiny_cifar100, tiny_image_folder):
-    arguments = build_train_arguments(model=1, data=str(tiny_cifar100),
-                                      overrides={"batch_size": TINY_SPLIT})
-    assert arguments[arguments.index("--batch-size") + 1] == str(TINY_SPLIT)
+    request = build_request(model=1, data=str(tiny_cifar100),
+                            overrides={"batch_size": TINY_SPLIT})
+    assert request.config.batch_size == TINY_SPLIT
     # The image folder has 18 training images, 14 after the split.
-    build_train_arguments(model=1, data=str(tiny_image_folder), overrides={"batch_size": 14})
+    build_request(model=1, data=str(tiny_image_folder), overrides={"batch_size": 14})
     with pytest.raises(ConfigError, match="larger than the 14 training images"):
-        build_train_arguments(model=1, data=str(tiny_image_folder),
+        build_request(model=1, data=str(tiny_image_folder),
                               overrides={"batch_size": 15})
 
 
