@@ -235,7 +235,7 @@ def cmd_train(args) -> int:
         queued_writer = adopt_for_resume(args.resume, args.artifacts, configs)
     # One training at a time on this machine: queued jobs hold the slot in their worker;
     # a training typed in a terminal takes it here (and waits for a running job first).
-    from cifar_core.jobs.queue import training_slot
+    from cifar_core.jobs.locks import training_slot
 
     with training_slot(args.artifacts, on_wait=_say_waiting):
         _train_configs_in_turn(args, configs, queued_writer)
@@ -355,7 +355,7 @@ def cmd_bench(args) -> int:
     from cifar_core.training.config import DEFAULT_SEED
 
     models = parse_model_list(args.models)
-    from cifar_core.jobs.queue import training_slot
+    from cifar_core.jobs.locks import training_slot
 
     with training_slot(args.artifacts, on_wait=_say_waiting):
         rows, dataset = run_benchmark(

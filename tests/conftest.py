@@ -73,18 +73,20 @@ def jobs_without_processes(monkeypatch) -> list[str]:
     relaunched, so nothing trains: each job stays ``queued`` with its process gone. Returns
     the run ids "launched"."""
     import cifar_core.jobs
-    from cifar_core.jobs import queue as job_queue
+    from cifar_core.jobs import launch as job_launch
+    from cifar_core.jobs import records as job_records
+    from cifar_core.jobs import recovery as job_recovery
 
     launched: list[str] = []
 
     def launch_nothing(path: Path, job: dict, lock_fd: int) -> dict:
         job = {**job, "pid": None}
-        job_queue._write_job(path, job)
+        job_records.write_job_record(path, job)
         launched.append(path.name)
         return job
 
-    monkeypatch.setattr(job_queue, "_launch", launch_nothing)
-    for module in (job_queue, cifar_core.jobs):
+    monkeypatch.setattr(job_launch, "start_worker", launch_nothing)
+    for module in (job_recovery, cifar_core.jobs):
         monkeypatch.setattr(module, "resume_queued_jobs", lambda artifacts=None: [])
     return launched
 

@@ -31,7 +31,12 @@ from cifar_core.jobs import (
     submit_job,
     submit_progression,
 )
-from cifar_core.jobs import queue as job_queue
+from cifar_core.jobs import launch as job_launch
+from cifar_core.jobs import locks as job_locks
+from cifar_core.jobs import logs as job_logs
+from cifar_core.jobs import records as job_records
+from cifar_core.jobs import recovery as job_recovery
+from cifar_core.jobs import status as job_status
 from cifar_core.jobs.request import (
     JOB_OVERRIDES,
     build_request,
@@ -84,7 +89,7 @@ def kill_hard(artifacts: Path, run_id: str) -> None:
     """SIGKILL a job's process group, as the OOM killer or a power cut would end it."""
     path = runs_root(artifacts) / run_id
     os.killpg(job_pid(artifacts, run_id), signal.SIGKILL)
-    wait_until(lambda: not job_queue.process_alive(path), 10, f"{run_id} to die")
+    wait_until(lambda: not job_locks.process_alive(path), 10, f"{run_id} to die")
 
 
 def training_started(artifacts: Path, run_id: str) -> bool:
@@ -97,9 +102,9 @@ def artifacts(tmp_path):
     """An artifacts root; any job process still alive at the end is killed."""
     root = tmp_path / "artifacts"
     yield root
-    for path in job_queue.job_folders(root):
-        job = job_queue.read_job_record(path) or {}
-        if job.get("pid") and job_queue.process_alive(path):
+    for path in job_records.job_folders(root):
+        job = job_records.read_job_record(path) or {}
+        if job.get("pid") and job_locks.process_alive(path):
             os.killpg(job["pid"], signal.SIGKILL)
 
 
@@ -151,9 +156,9 @@ def test_a_worker_only_adopts_a_queued_folder_under_the_artifacts(artifacts, tmp
     for run_dir, message in ((stray, "not a run folder under"),
                              (done.path, "completed, not queued")):
         with pytest.raises(RunFolderError, match=message):
-            job_queue.adopt_queued_run(run_dir, artifacts)
+            job_launch.adopt_queued_run(run_dir, artifacts)
     queued = RunWriter.create(artifacts, "m1-fine", status="queued")
-    assert job_queue.adopt_queued_run(queued.path, artifacts).path == queued.path
+    assert job_launch.adopt_queued_run(queued.path, artifacts).path == queued.path
     assert not (stray / "run.json").exists()
     assert run_json(artifacts, done.run_id)["status"] == "completed"
 
@@ -163,11 +168,11 @@ def test_progress_in_words():
     assert format_duration(42.4) == "42 s"
     assert format_duration(75) == "1 min 15 s"
     assert format_duration(3 * 3600 + 120) == "3 h 02 min"
-    info = job_queue.JobInfo(run_id="r", path=Path("r"), status="running", phase="training",
+    info = job_status.JobInfo(run_id="r", path=Path("r"), status="running", phase="training",
                              epoch=3, epochs=10, epochs_done=2, step=5, steps=20,
                              eta_seconds=80)
     assert describe_progress(info) == "epoch 3/10 · batch 5/20 · ETA 1 min 20 s"
-    queued = job_queue.JobInfo(run_id="q", path=Path("q"), status="queued", queue_position=3)
+    queued = job_status.JobInfo(run_id="q", path=Path("q"), status="queued", queue_position=3)
     assert describe_progress(queued) == "queued: 2 job(s) ahead"
 
 
@@ -184,14 +189,14 @@ def test_progress_in_words():
     ("a_later_phase", 1, 2, "widgets", None, "a later phase · 1/2 widgets · ETA not known yet"),
 ])
 def test_every_phase_reads_the_same_way(phase, done, total, unit, eta, expected):
-    info = job_queue.JobInfo(run_id="r", path=Path("r"), status="running", phase=phase,
+    info = job_status.JobInfo(run_id="r", path=Path("r"), status="running", phase=phase,
                              step=done, steps=total, unit=unit, eta_seconds=eta, epochs=40)
     assert describe_progress(info) == expected
 
 
 def test_phases_without_a_count_and_ended_jobs_in_words():
     def info(**fields):
-        return job_queue.JobInfo(run_id="r", path=Path("r"), **fields)
+        return job_status.JobInfo(run_id="r", path=Path("r"), **fields)
 
     assert describe_progress(info(status="running", phase="loading data")) == \
         "starting up (loading TensorFlow and the data)"
@@ -216,7 +221,7 @@ def test_fraction_and_eta_of_any_phase_come_from_its_count_and_start():
     features = {"phase": "features", "done": 30000, "total": 120000, "unit": "images",
                 "phase_started_ts": started, "phase_started_done": 0,
                 "updated_ts": started + 60}  # 500 images/s
-    shown = job_queue._progress(run_with_progress(features), "running", [], now=started + 62)
+    shown = job_status._progress(run_with_progress(features), "running", [], now=started + 62)
     assert shown["fraction"] == pytest.approx(0.25)
     assert shown["eta_seconds"] == pytest.approx(90000 / 500 - 2)  # 2 s since the update
     assert (shown["phase"], shown["step"], shown["steps"], shown["unit"]) == (
@@ -225,7 +230,7 @@ def test_fraction_and_eta_of_any_phase_come_from_its_count_and_start():
     # A resumed search stage: 4 trials were done before it started again; 2 more in 100 s.
     stage = {"phase": "search_stage_1", "done": 6, "total": 10, "unit": "trials",
              "phase_started_ts": started, "phase_started_done": 4, "updated_ts": started + 100}
-    shown = job_queue._progress(run_with_progress(stage), "running", [], now=started + 100)
+    shown = job_status._progress(run_with_progress(stage), "running", [], now=started + 100)
     assert shown["fraction"] == pytest.approx(0.6)
     assert shown["eta_seconds"] == pytest.approx(4 * 50)
 
@@ -233,19 +238,19 @@ def test_fraction_and_eta_of_any_phase_come_from_its_count_and_start():
     first = {"phase": "training", "epoch": 1, "epochs": 3, "done": 25, "total": 100,
              "unit": "batches", "phase_started_ts": started, "phase_started_done": 0,
              "updated_ts": started + 5}
-    shown = job_queue._progress(run_with_progress(first), "running", [], now=started + 5)
+    shown = job_status._progress(run_with_progress(first), "running", [], now=started + 5)
     assert shown["fraction"] == pytest.approx(0.25 / 3)
     assert shown["eta_seconds"] == pytest.approx(15 + 2 * 20)
 
     # Nothing done yet, or no start time (an older record): no ETA, never a made-up one.
     for progress in ({**features, "done": 0}, {"phase": "features", "step": 3, "steps": 8}):
-        shown = job_queue._progress(run_with_progress(progress), "running", [])
+        shown = job_status._progress(run_with_progress(progress), "running", [])
         assert shown["eta_seconds"] is None and shown["fraction"] == pytest.approx(
             progress.get("done", 3) / progress.get("total", 8))
     # An ended run shows no ETA; a completed one a full bar.
-    assert job_queue._progress(run_with_progress(features, "stopped"), "stopped",
+    assert job_status._progress(run_with_progress(features, "stopped"), "stopped",
                                [])["eta_seconds"] is None
-    assert job_queue._progress(run_with_progress(features), "completed", [])["fraction"] == 1
+    assert job_status._progress(run_with_progress(features), "completed", [])["fraction"] == 1
 
 
 def test_report_phase_notes_the_start_and_throttles_its_writes(artifacts, monkeypatch):
@@ -374,8 +379,8 @@ REAL_LINES = [
 
 
 def test_log_tail_leaves_out_tensorflow_noise_and_keeps_real_errors(artifacts):
-    assert all(job_queue.is_log_noise(line) for line in TF_NOISE)
-    assert not any(job_queue.is_log_noise(line) for line in REAL_LINES)
+    assert all(job_logs.is_log_noise(line) for line in TF_NOISE)
+    assert not any(job_logs.is_log_noise(line) for line in REAL_LINES)
     writer = RunWriter.create(artifacts, "m1-fine", status="running")
     mixed = [line for pair in zip(TF_NOISE, REAL_LINES * 2, strict=False) for line in pair]
     (writer.path / "log.txt").write_text("\n".join(mixed) + "\n")
@@ -412,7 +417,7 @@ def test_a_jobs_overrides_are_read_back_in_words(tiny_cifar100):
         overrides={"epochs": 1, "patience": 0, "freeze_base": True, "seed": None})
     settings = requested_settings(request.to_json() | {"schema_version": 2})
     assert settings["overrides"] == {"epochs": 1, "patience": 0, "freeze_base": True}
-    job = job_queue.JobInfo(run_id="r", path=Path("r"), status="queued", profile="quick",
+    job = job_status.JobInfo(run_id="r", path=Path("r"), status="queued", profile="quick",
                             request=settings)
     assert describe_request(job) == "quick profile, 1 epoch, no early stopping, base frozen"
     plain = requested_settings(build_request(model=1, data=str(tiny_cifar100)).to_json()
@@ -473,14 +478,14 @@ def test_headline_metrics_follow_the_file(tmp_path):
 
 def test_the_progression_is_queued_once_while_it_is_queued_or_running(
         artifacts, tiny_cifar100, jobs_without_processes, monkeypatch):
-    checked = job_queue._active_progression
+    checked = job_launch._active_progression
 
     def slow_check(root, key):  # widen the window between the check and the submission
         found = checked(root, key)
         time.sleep(0.3)
         return found
 
-    monkeypatch.setattr(job_queue, "_active_progression", slow_check)
+    monkeypatch.setattr(job_launch, "_active_progression", slow_check)
     barrier = threading.Barrier(2)
     results = []
 
@@ -496,7 +501,7 @@ def test_the_progression_is_queued_once_while_it_is_queued_or_running(
         thread.join()
     first, second = sorted(results, key=lambda result: result.already_queued)
     assert not first.already_queued and second.already_queued
-    assert len(job_queue.job_folders(artifacts)) == 3 == len(jobs_without_processes)
+    assert len(job_records.job_folders(artifacts)) == 3 == len(jobs_without_processes)
     assert second.run_ids == first.run_ids  # the same jobs, in queue order
     assert first.message.startswith("Queued 3 training jobs (models 1-3, quick profile): ")
     assert second.message == (f"The quick progression (models 1-3) is already queued or "
@@ -508,7 +513,7 @@ def test_the_progression_is_queued_once_while_it_is_queued_or_running(
 
     # Another progression (other models, or other data) is not the same one.
     other = submit_progression(artifacts, models=[1, 2], data=str(tiny_cifar100))
-    assert not other.already_queued and len(job_queue.job_folders(artifacts)) == 5
+    assert not other.already_queued and len(job_records.job_folders(artifacts)) == 5
 
     # While one of its jobs is still waiting, it counts; once all have ended, it does not.
     for run_id in first.run_ids[:2]:
@@ -553,7 +558,7 @@ def test_two_jobs_submitted_at_once_get_their_own_folders_and_run_one_at_a_time(
     assert all(sum(status == "running" for _, status, _ in snap) <= 1 for snap in snapshots)
     assert any(("running" in [s for _, s, _ in snap]) and any(p == 1 for *_, p in snap)
                for snap in snapshots), "a job was never seen waiting behind a running one"
-    first, second = sorted(run_ids, key=lambda rid: job_queue.job_sort_key(
+    first, second = sorted(run_ids, key=lambda rid: job_records.job_sort_key(
         read_json(runs_root(artifacts) / rid / "job.json"), Path(rid)))
     slots = {rid: run_json(artifacts, rid)["queue"] for rid in run_ids}
     assert slots[second]["slot_acquired_ts"] >= slots[first]["slot_released_ts"]
@@ -648,7 +653,7 @@ def test_queued_jobs_survive_a_restart(artifacts, tiny_cifar100):
 def test_a_job_that_keeps_dying_before_it_runs_is_given_up(artifacts, tiny_cifar100):
     run_id = submit_job(artifacts, model=1, data=str(tiny_cifar100), overrides=SHORT)
     kill_hard(artifacts, run_id)
-    for _ in range(job_queue.MAX_LAUNCHES - 1):
+    for _ in range(job_recovery.MAX_LAUNCHES - 1):
         assert resume_queued_jobs(artifacts) == [run_id]
         kill_hard(artifacts, run_id)
     assert resume_queued_jobs(artifacts) == []
@@ -666,7 +671,7 @@ def test_a_job_that_fails_before_training_shows_the_cli_error(artifacts, tmp_pat
     info = job_info(artifacts, run_id)
     assert str(broken) in info.error  # the data error, as the CLI printed it
     assert f"error: {info.error}" in read_log_tail(artifacts, run_id)
-    wait_until(lambda: not job_queue.process_alive(runs_root(artifacts) / run_id), 30,
+    wait_until(lambda: not job_locks.process_alive(runs_root(artifacts) / run_id), 30,
                "the failed job's process to exit")
 
 

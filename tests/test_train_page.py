@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cifar_core.jobs import queue as job_queue
+from cifar_core.jobs import locks as job_locks
+from cifar_core.jobs import records as job_records
 from cifar_core.jobs import submit_job
 from cifar_core.models.specs import SPECS
 from cifar_core.runs.files import atomic_write_json, read_json
@@ -45,9 +46,9 @@ def texts(elements) -> list[str]:
 def artifacts(tmp_path):
     root = tmp_path / "artifacts"
     yield root
-    for path in job_queue.job_folders(root):  # never leave a job process behind
-        job = job_queue.read_job_record(path) or {}
-        if job.get("pid") and job_queue.process_alive(path):
+    for path in job_records.job_folders(root):  # never leave a job process behind
+        job = job_records.read_job_record(path) or {}
+        if job.get("pid") and job_locks.process_alive(path):
             os.killpg(job["pid"], 9)
 
 
@@ -166,7 +167,7 @@ def test_the_progression_button_queues_it_once(artifacts, jobs_without_processes
     assert not app.success
     [again] = texts(app.info)
     assert again.startswith("The quick progression (models 1-5) is already queued")
-    assert len(job_queue.job_folders(artifacts)) == 5 == len(jobs_without_processes)
+    assert len(job_records.job_folders(artifacts)) == 5 == len(jobs_without_processes)
 
 
 def test_a_bad_launch_is_refused_with_a_message(artifacts, tmp_path):

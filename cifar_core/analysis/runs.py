@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cifar_core.cli import run_summary
-from cifar_core.jobs.queue import JOB_FILE
+from cifar_core.jobs.records import JOB_FILE
 from cifar_core.jobs.request import requested_settings
 from cifar_core.models.specs import SPECS, spec_differences
 from cifar_core.runs.files import read_json

@@ -7,7 +7,7 @@ training adds the epoch.
 
 from __future__ import annotations
 
-from cifar_core.jobs.queue import JobInfo
+from cifar_core.jobs.status import JobInfo
 from cifar_core.runs.progress import PHASE_LABELS, describe_count, format_duration, phase_label
 
 __all__ = ["PHASE_LABELS", "describe_progress", "format_duration"]

@@ -7,7 +7,7 @@ import functools
 from pathlib import Path
 
 from cifar_core.jobs.progress import describe_progress
-from cifar_core.jobs.queue import JobInfo
+from cifar_core.jobs.status import JobInfo
 from cifar_core.models.specs import SPECS
 from cifar_core.runs.files import read_json
 from cifar_core.runs.store import METRICS_FILE

@@ -1,6 +1,6 @@
 """The process of one job: wait for its turn, then train the job's config in its folder.
 
-Started by ``cifar_core.jobs.queue`` as ``python -m cifar_core.jobs.worker <run folder>``,
+Started by ``cifar_core.jobs.launch`` as ``python -m cifar_core.jobs.worker <run folder>``,
 detached in its own session, holding the folder's ``job.lock`` (handed over already locked)
 until it exits. Its turn comes when no older queued job is alive and it can lock the
 training slot ``<artifacts>/jobs.lock``; it then runs the pipeline with the config
@@ -14,7 +14,7 @@ data) this module records ``stopped`` (SIGTERM) or ``failed`` (with the exceptio
 message). A stop is one plain line in the log ("Stopped by the user while queued", "... at
 epoch 3 of 40 (2 finished)"), never a traceback; an unexpected failure keeps its traceback.
 Only SIGKILL or a machine restart can leave a queued run behind, and
-``queue.resume_queued_jobs`` relaunches those.
+``recovery.resume_queued_jobs`` relaunches those.
 """
 
 from __future__ import annotations
@@ -28,7 +28,18 @@ import traceback
 from pathlib import Path
 
 from cifar_core.errors import CifarCoreError, RunStopped
-from cifar_core.jobs import queue, summary
+from cifar_core.jobs import summary
+from cifar_core.jobs.launch import adopt_queued_run
+from cifar_core.jobs.locks import process_alive
+from cifar_core.jobs.records import (
+    JOB_FILE,
+    SLOT_LOCK_FILE,
+    JobError,
+    job_folders,
+    job_sort_key,
+    read_job_record,
+    read_run_record,
+)
 from cifar_core.jobs.request import JobRequest, read_request
 from cifar_core.runs.progress import where_stopped
 from cifar_core.runs.store import FINAL_STATUSES, RunWriter, now_iso
@@ -49,27 +60,27 @@ def log(message: str) -> None:
 
 
 def _status(path: Path) -> str | None:
-    return (queue.read_run_record(path) or {}).get("status")
+    return (read_run_record(path) or {}).get("status")
 
 
 def _jobs_ahead(path: Path, artifacts: Path) -> list[str]:
     """Queued jobs submitted before this one whose process is alive."""
-    mine = queue.job_sort_key(queue.read_job_record(path) or {}, path)
+    mine = job_sort_key(read_job_record(path) or {}, path)
     ahead = []
-    for other in queue.job_folders(artifacts):
+    for other in job_folders(artifacts):
         if other == path:
             continue
-        job = queue.read_job_record(other)
-        if job is None or (queue.read_run_record(other) or {}).get("status") != "queued":
+        job = read_job_record(other)
+        if job is None or (read_run_record(other) or {}).get("status") != "queued":
             continue
-        if queue.job_sort_key(job, other) < mine and queue.process_alive(other):
+        if job_sort_key(job, other) < mine and process_alive(other):
             ahead.append(other.name)
     return ahead
 
 
 def wait_for_turn(path: Path, artifacts: Path) -> int | None:
     """Block until this job may train; return the locked slot's fd (None: it was stopped)."""
-    slot = os.open(artifacts / queue.SLOT_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
+    slot = os.open(artifacts / SLOT_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC,
                    0o666)
     said = None
     while True:
@@ -112,7 +123,7 @@ def _train(path: Path, artifacts: Path, request: JobRequest) -> None:
     """Train the job's config into its queued folder, as ``cifar-core train`` would."""
     from cifar_core.training.pipeline import execute_run  # TensorFlow: only once it trains
 
-    writer = queue.adopt_queued_run(path, artifacts)
+    writer = adopt_queued_run(path, artifacts)
     writer = execute_run(request.config, data=request.data, artifacts=str(artifacts),
                          writer=writer, log=log)
     headline = summary.headline_metrics(writer.path)
@@ -130,9 +141,9 @@ def run_job(path: Path) -> int:
     artifacts = path.parent.parent
     slot = None
     try:
-        job = queue.read_job_record(path)
+        job = read_job_record(path)
         if job is None:
-            raise queue.JobError(f"{path / queue.JOB_FILE}: missing or unreadable")
+            raise JobError(f"{path / JOB_FILE}: missing or unreadable")
         if _status(path) != "queued":
             log(f"run {path.name} is {_status(path)}, not queued: nothing to do")
             return 0
@@ -150,7 +161,7 @@ def run_job(path: Path) -> int:
         log(f"job {path.name}: finished ({_status(path)})")
         return 0
     except JobStopped:  # before the training adopted the run: waiting, or starting up
-        where = where_stopped(queue.read_run_record(path))
+        where = where_stopped(read_run_record(path))
         _finish(path, "stopped", f"stopped {where}")
         log(f"Stopped by the user {where}")
         return 128 + signal.SIGTERM

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cifar_core.jobs.queue import training_slot
+from cifar_core.jobs.locks import training_slot
 from cifar_core.runs.store import list_runs
 
 

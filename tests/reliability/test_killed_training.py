@@ -24,7 +24,7 @@ import pytest
 from many_runs import folder_digest
 
 from cifar_core.analysis.runs import is_usable
-from cifar_core.jobs.queue import training_slot
+from cifar_core.jobs.locks import training_slot
 from cifar_core.runs import store
 from cifar_core.runs.files import read_json
 from cifar_core.runs.store import HISTORY_COLUMNS, list_runs, load_run, runs_root
