@@ -175,7 +175,8 @@ def _resume_jobs_once(root: str) -> list[str]:
 
 def resume_jobs() -> None:
     """Once per server process and artifacts folder: relaunch jobs queued before a restart."""
-    with contextlib.suppress(CifarCoreError, OSError):
+    # ImportError: an installation without the job system has nothing to resume.
+    with contextlib.suppress(CifarCoreError, OSError, ImportError):
         _resume_jobs_once(artifacts())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 from cifar_core import settings
+from cifar_core.analysis.data_status import data_status
 from cifar_core.charts.training import training_curves_figure
 from cifar_core.errors import CifarCoreError
 from cifar_core.jobs import (
@@ -27,6 +28,7 @@ from cifar_core.jobs import (
     submit_job,
     submit_progression,
 )
+from cifar_core.jobs.download import download_info
 from cifar_core.models.specs import SPECS
 from cifar_core.training.config import (
     DEFAULT_SEED,
@@ -56,9 +58,17 @@ artifacts = settings.artifacts_dir(st.session_state.get("artifacts_dir"))
 data_source = st.session_state.get("data_source") or settings.data_source()
 
 st.title("Train")
-st.caption(f"Each job is its own process running `cifar-core train`; jobs wait in a queue and "
-           f"train one at a time. Runs are saved under `{artifacts}`. Data: "
+st.caption(f"Each job is its own process, training like `cifar-core train`; jobs wait in a "
+           f"queue and train one at a time. Runs are saved under `{artifacts}`. Data: "
            f"`{data_source or 'CIFAR-100 (Keras cache or download)'}`.")
+if not data_status(data_source).found:
+    download = download_info(artifacts)
+    if download is not None and download.active:
+        st.info(f"{download.describe().capitalize()}. Jobs queued now wait for it.")
+    else:
+        st.warning("The training data is not on this machine: a job would try to download "
+                   "CIFAR-100 and fail without network. Get it on the **Overview** page first "
+                   "(download it there, or point at a file or folder you have).")
 
 try:  # after a restart, queued jobs whose process is gone start again, in order
     relaunched = resume_queued_jobs(artifacts)

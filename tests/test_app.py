@@ -272,28 +272,46 @@ def test_a_finished_run_appears_without_restart(tmp_path, fixture_runs):
 # --- first launch -------------------------------------------------------------------------
 
 
-def test_empty_state_explains_and_queues_the_quick_progression(tmp_path, monkeypatch,
-                                                                jobs_without_processes):
+def test_empty_state_explains_gets_the_data_and_queues_the_quick_progression(
+        tmp_path, monkeypatch, jobs_without_processes, tiny_cifar100):
     from cifar_core.models.specs import SPECS
 
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no CIFAR-100 cached
     at = _open(_app(tmp_path / "empty"), "overview")
     _no_errors(at)
-    assert "There are no runs yet" in at.markdown[0].value
-    assert len(at.button) == 1
+    assert any("There are no runs yet" in m.value for m in at.markdown)
     warning = at.warning[0].value
     assert "cifar-100-python.tar.gz" in warning.replace("\\", "")
     assert "train/<class>/*" not in warning  # escaped, so Markdown shows the * and <class>
     assert "CIFAR_CORE_DATA" in warning.replace("\\", "")
-    at.button[0].click().run()
+    # The ways to get the data; training is not offered as if it would work without it.
+    labels = {button.label: button for button in at.button}
+    assert "Download CIFAR-100 here (about 170 MB)" in labels
+    assert labels["Train the quick progression (models 1-5)"].disabled
+    # A path that holds no data is refused before anything is queued ...
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    at.text_input(key="overview_data_path").set_value(str(empty))
+    at.button(key="overview_use_path").click().run()
+    _no_errors_but(at, "holds no training images")
+    assert not at.session_state["data_source"]
+    # ... a real archive is taken, and the sidebar's data source names it.
+    at.text_input(key="overview_data_path").set_value(str(tiny_cifar100))
+    at.button(key="overview_use_path").click().run()
+    _no_errors(at)
+    assert at.session_state["data_source"] == str(tiny_cifar100)
+    assert any("500 training images" in m.value for m in at.success)
+    start = next(b for b in at.button if b.label.startswith("Train the quick progression"))
+    assert not start.disabled
+    start.click().run()
     _no_errors(at)
     run_ids = jobs_without_processes  # queued for real, nothing trains
     assert len(run_ids) == 5
     assert [s.value for s in at.success] == [
         f"Queued 5 training jobs (models 1-5, quick profile): {', '.join(run_ids)}."]
-    # The page is drawn again from the new run folders: the queued jobs, in words, and a
-    # pointer to the Train page; nothing left to click that would queue them again.
-    assert not any("There are no runs yet" in m.value for m in at.markdown)
+    # The page is drawn again from the new run folders: the guidance stays (no run has
+    # completed), with the queued jobs in words and a pointer to the Train page; nothing
+    # left to click that would queue them again.
     assert not [button for button in at.button if not button.disabled]
     assert "**Train** page" in at.info[0].value
     [table] = [frame.value for frame in at.dataframe]
@@ -306,13 +324,32 @@ def test_empty_state_explains_and_queues_the_quick_progression(tmp_path, monkeyp
     assert not at.success and len(at.dataframe) == 1 and not at.button
 
 
+def test_the_guidance_lists_runs_that_did_not_complete_with_their_reasons(
+        dashboard_runs, tmp_path):
+    source = next(r for r in list_runs(dashboard_runs) if r.model_number == 1)
+    root = tmp_path / "artifacts"
+    reason = "could not download CIFAR-100 (URLError: <urlopen error [Errno -3] Temporary " \
+             "failure in name resolution>). CIFAR-100 is needed: the file " \
+             "'cifar-100-python.tar.gz' ..."
+    _copy_run(source.path, root, "20300101-000001-m1-fine", status="failed", error=reason)
+    at = _open(_app(root), "overview")
+    _no_errors(at)
+    notes = next(m.value for m in at.markdown if "20300101-000001-m1-fine" in m.value)
+    assert reason in notes.replace("\\", "")  # in full, literally
+
+
+def _no_errors_but(at: AppTest, expected: str) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert [expected in e.value for e in at.error] == [True], [e.value for e in at.error]
+
+
 def test_empty_state_with_data_and_without_the_job_system(tmp_path, tiny_cifar100,
                                                           monkeypatch):
     monkeypatch.setitem(sys.modules, "cifar_core.jobs", None)  # import fails
     at = _open(_app(tmp_path, data_source=str(tiny_cifar100)), "overview")
     _no_errors(at)
     assert not at.warning
-    assert str(tiny_cifar100) in at.caption[0].value
+    assert str(tiny_cifar100) in at.caption[0].value.replace("\\", "")
     at.button[0].click().run()
     assert not at.exception
     assert "cifar-core train --model" in at.error[0].value

@@ -52,9 +52,12 @@ def artifacts(tmp_path):
             os.killpg(job["pid"], 9)
 
 
-def test_empty_state_and_form(artifacts):
+def test_empty_state_and_form(artifacts, monkeypatch, tmp_path):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no CIFAR-100 here
     app = open_page(artifacts)
     assert not app.exception
+    # without the data, the page says so before anyone launches a job that cannot work
+    assert any("**Overview** page" in text for text in texts(app.warning))
     assert app.title[0].value == "Train"
     assert "Queue (0 active)" in texts(app.subheader)
     assert any("No job is queued or running" in text for text in texts(app.info))
@@ -108,8 +111,8 @@ def test_model7_shows_its_search_settings_with_the_profiles_values(artifacts, ti
     assert any("quick profile, cached search, 6 trials" in text for text in texts(app.markdown))
 
 
-def test_freeze_base_and_the_defaults_follow_the_model(artifacts):
-    app = open_page(artifacts)
+def test_freeze_base_and_the_defaults_follow_the_model(artifacts, tiny_cifar100):
+    app = open_page(artifacts, data=tiny_cifar100)
     for model in SPECS:
         app.selectbox(key="train_model").set_value(model).run()
         assert not app.exception and not app.warning  # every model's form reads cleanly

@@ -24,7 +24,9 @@ def readable_all(names: Iterable[object]) -> list[str]:
     return [readable(name) for name in names]
 
 
-_MARKDOWN_SPECIAL = "\\`*_{}[]()<>#+-.!|~$:"
+# What Markdown (and Streamlit's ":emoji:" and ":color[...]") would interpret inside running
+# text; "-", "+" and "." matter only at a line's start, which a message never puts there.
+_MARKDOWN_SPECIAL = "\\`*_[]<>#|~$:"
 
 
 def literal_markdown(text: object) -> str:

@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import pandas as pd
 
 from cifar_core.cli import run_summary
-from cifar_core.jobs.records import JOB_FILE
-from cifar_core.jobs.request import requested_settings
 from cifar_core.models.specs import SPECS, spec_differences
 from cifar_core.runs.files import read_json
 from cifar_core.runs.store import (
@@ -247,6 +245,11 @@ def requested_run(record: RunRecord) -> dict:
         return {"model": record.model_number, "labels": record.label_set,
                 "profile": config.get("profile")}
     if record.status == "unreadable":  # a folder with links: none of its files is opened
+        return {}
+    try:  # lazily: an installation without the job system still shows its runs
+        from cifar_core.jobs.records import JOB_FILE
+        from cifar_core.jobs.request import requested_settings
+    except ImportError:
         return {}
     try:
         job = read_json(record.path / JOB_FILE)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cifar_core.errors import RunFolderError
+from cifar_core.jobs.download import download_info
 from cifar_core.jobs.locks import lock_job_file, prepare_root, progression_lock
 from cifar_core.jobs.records import (
     JOB_SCHEMA_VERSION,
@@ -99,6 +100,8 @@ def _queue_job(root: Path, request: JobRequest, extra: dict | None = None) -> st
         lock_fd = lock_job_file(path)
         assert lock_fd is not None, "a freshly claimed folder cannot be locked by anyone else"
         submitted = time.time()
+        if request.uses_cifar100 and (download := download_info(root)) and download.active:
+            extra = {**(extra or {}), "after_download": True}  # trains once the data is here
         job = {
             "schema_version": JOB_SCHEMA_VERSION,
             "run_id": path.name,

@@ -50,6 +50,11 @@ class JobRequest:
     overrides: dict = field(default_factory=dict)
 
     @property
+    def uses_cifar100(self) -> bool:
+        """Whether it trains on CIFAR-100 from the Keras cache (or its download)."""
+        return self.data is None or self.data.lower() in ("cifar100", "cifar-100")
+
+    @property
     def run_prefix(self) -> str:
         """``m<model>-<labels>``: the run folder's name after its time stamp."""
         return f"m{self.config.model}-{self.config.labels}"

@@ -29,6 +29,7 @@ from pathlib import Path
 
 from cifar_core.errors import CifarCoreError, RunStopped
 from cifar_core.jobs import summary
+from cifar_core.jobs.download import wait_for_download
 from cifar_core.jobs.launch import adopt_queued_run
 from cifar_core.jobs.locks import process_alive
 from cifar_core.jobs.records import (
@@ -119,6 +120,19 @@ def _finish(path: Path, status: str, error: str) -> None:
         writer.set_status(status, error=error)
 
 
+def _data_arrived(path: Path, artifacts: Path) -> bool:
+    """Wait for the CIFAR-100 download the job was queued behind; False (and the run
+    ``stopped``, saying why) when it failed: the download's record holds its error."""
+    info = wait_for_download(artifacts, on_wait=lambda _: log(
+        "waiting for the CIFAR-100 download to finish"))
+    if info is not None and info.status == "failed":
+        _finish(path, "stopped", "not started: the CIFAR-100 download it waited for failed "
+                                 "(its error is on the Overview page)")
+        log(f"job {path.name}: not started, the CIFAR-100 download failed")
+        return False
+    return True
+
+
 def _train(path: Path, artifacts: Path, request: JobRequest) -> None:
     """Train the job's config into its queued folder, as ``cifar-core train`` would."""
     from cifar_core.training.pipeline import execute_run  # TensorFlow: only once it trains
@@ -151,6 +165,8 @@ def run_job(path: Path) -> int:
         log(f"job {path.name} queued: model {request.config.model}, "
             f"{summary.describe_labels(request.config.labels)}, "
             f"{summary.describe_settings(request.config.profile, request.overrides)}")
+        if job.get("after_download") and not _data_arrived(path, artifacts):
+            return 0
         slot = wait_for_turn(path, artifacts)
         if slot is None:
             log(f"job {path.name} was {_status(path)} before it started")
