@@ -21,7 +21,6 @@ fails, they do not start, and the download's own record holds the one error mess
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from pathlib import Path
 from cifar_core import settings
 from cifar_core.data.cifar100 import ARCHIVE_NAME, ARCHIVE_SHA256, ORIGIN, download_cifar100
 from cifar_core.errors import CifarCoreError
+from cifar_core.jobs.locks import lock_held, try_lock
 from cifar_core.jobs.records import artifacts_root, read_json_or_none
 from cifar_core.runs.files import atomic_write_json
 from cifar_core.runs.store import now_iso, parse_iso
@@ -88,21 +88,6 @@ def download_folder(artifacts=None) -> Path:
     return artifacts_root(artifacts) / DOWNLOADS_DIR / CIFAR100_DOWNLOAD
 
 
-def _alive(folder: Path) -> bool:
-    """Whether the download's process holds its lock (a shared, non-blocking probe)."""
-    try:
-        fd = os.open(folder / LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
-
-
 def download_info(artifacts=None) -> DownloadInfo | None:
     """The CIFAR-100 download's state (None when none was started here). A ``running`` one
     whose process is gone reads as failed (interrupted)."""
@@ -111,7 +96,7 @@ def download_info(artifacts=None) -> DownloadInfo | None:
     if record is None:
         return None
     status, error = record.get("status"), record.get("error")
-    if status == "running" and not _alive(folder):
+    if status == "running" and not lock_held(folder / LOCK_FILE):
         status, error = "failed", _INTERRUPTED
     if status not in ("running", "completed", "failed"):
         status, error = "failed", f"unreadable download record (status {status!r})"
@@ -133,23 +118,18 @@ def start_download(artifacts=None, *, origin: str = ORIGIN,
     folder = download_folder(artifacts)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        lock_fd = os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        deadline = time.monotonic() + FINISHING_SECONDS
+        while (lock_fd := try_lock(folder / LOCK_FILE)) is None:
+            info = download_info(artifacts)
+            # One download at a time: that one, unless it has just ended and its process
+            # is still exiting (it holds the lock a moment longer).
+            if info is None or info.active or time.monotonic() > deadline:
+                return info
+            time.sleep(0.1)
     except OSError as exc:
         raise CifarCoreError(f"cannot write the download's folder {folder}: "
                              f"{exc.strerror or exc}") from None
     try:
-        deadline = time.monotonic() + FINISHING_SECONDS
-        while True:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                info = download_info(artifacts)
-                # One download at a time: that one, unless it has just ended and its
-                # process is still exiting (it holds the lock a moment longer).
-                if info is None or info.active or time.monotonic() > deadline:
-                    return info
-                time.sleep(0.1)
         target = Path(dest) if dest else settings.keras_datasets_dir() / ARCHIVE_NAME
         atomic_write_json(folder / RECORD_FILE, {
             "status": "running", "origin": origin, "sha256": expected_sha256,

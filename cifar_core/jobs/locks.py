@@ -20,14 +20,14 @@ from cifar_core.jobs.records import (
 )
 
 
-def process_alive(path: Path) -> bool:
-    """Whether the job process of run folder ``path`` is alive: it holds ``job.lock``.
+def lock_held(lock_file: Path) -> bool:
+    """Whether a live process holds ``lock_file`` (a job's ``job.lock``, a download's).
 
     A shared, non-blocking probe: two probes never disturb each other, and a probe never
-    waits. A missing lock file means no job process was ever started there.
+    waits. A missing lock file means no process was ever started there.
     """
     try:
-        fd = os.open(path / JOB_LOCK_FILE, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(lock_file, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return False
     try:
@@ -39,15 +39,26 @@ def process_alive(path: Path) -> bool:
     return False
 
 
-def lock_job_file(path: Path) -> int | None:
-    """Take ``job.lock`` exclusively (without waiting); None if a live process holds it."""
-    fd = os.open(path / JOB_LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+def try_lock(lock_file: Path) -> int | None:
+    """Take ``lock_file`` exclusively without waiting (created if missing): its open fd, or
+    None when a live process holds it."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         return None
     return fd
+
+
+def process_alive(path: Path) -> bool:
+    """Whether the job process of run folder ``path`` is alive: it holds ``job.lock``."""
+    return lock_held(path / JOB_LOCK_FILE)
+
+
+def lock_job_file(path: Path) -> int | None:
+    """Take ``job.lock`` exclusively (without waiting); None if a live process holds it."""
+    return try_lock(path / JOB_LOCK_FILE)
 
 
 def prepare_root(root: Path) -> None:
