@@ -4,7 +4,20 @@ Pages live in ``pages/``; every computation and figure they show comes from ``ci
 The app reads run folders and never trains in its own process (the Train page starts jobs).
 """
 
+import os
 from pathlib import Path
+
+from cifar_core.native_log import RAW_STDERR_ENV, filter_native_stderr
+
+# Before anything imports TensorFlow: its native start-up lines ("oneDNN custom operations are
+# on", "Could not find cuda drivers", "failed call to cuInit") read like errors in the
+# terminal of `streamlit run app.py` and say nothing to its users. The level silences what it
+# can; the filter drops the lines TensorFlow prints before its logging reads the level (real
+# errors pass). CIFAR_CORE_RAW_STDERR=1 keeps the terminal unfiltered (the tests set it: pytest
+# captures this process's stderr itself).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # 3 would hide real errors too
+if os.environ.get(RAW_STDERR_ENV) != "1":
+    filter_native_stderr()
 
 import streamlit as st
 

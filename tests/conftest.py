@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# AppTest runs app.py in this process: its stderr filter must not replace pytest's capture.
+os.environ["CIFAR_CORE_RAW_STDERR"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))
 
 from cifar_archives import write_cifar100_archive, write_image_folder

@@ -117,6 +117,7 @@ def server(tmp_path_factory, fixture_runs, tiny_cifar100):
     log = tmp_path_factory.mktemp("browser_log") / "streamlit.log"
     env = {**os.environ, "CIFAR_CORE_ARTIFACTS": str(artifacts),
            "CIFAR_CORE_DATA": str(tiny_cifar100), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("CIFAR_CORE_RAW_STDERR", None)  # the app as users run it: its stderr filtered
     with open(log, "wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
