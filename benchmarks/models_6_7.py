@@ -130,7 +130,7 @@ class Bench:
             os.environ[settings.ENV_CACHE] = self.saved_cache
 
     def run(self, name: str, config, dataset) -> tuple[Path, float]:
-        from cifar_core.training.pipeline import execute_run
+        from cifar_core.pipeline import execute_run
 
         print(f"== {name} ==", flush=True)
         start = time.perf_counter()

@@ -13,9 +13,9 @@ def make_tiny_runs(artifacts: Path, plan: list[tuple[int, str, int]]) -> list:
 
     from cifar_core.analysis.runs import usable_runs
     from cifar_core.data import load_dataset
+    from cifar_core.pipeline import execute_run
     from cifar_core.runs.store import list_runs
     from cifar_core.training.config import make_config
-    from cifar_core.training.pipeline import execute_run
 
     def present(records) -> set:
         return {(r.model_number, r.label_set, (r.config or {}).get("seed")) for r in records}

@@ -215,8 +215,8 @@ def run_benchmark(models: list[int], *, data: str | None, profile: str, labels: 
     """Train and evaluate each model in turn (one data load), or take its run from ``reuse``;
     return rows and data identity (with the data load time)."""
     from cifar_core.data import load_dataset
+    from cifar_core.pipeline import execute_run
     from cifar_core.training.config import make_config
-    from cifar_core.training.pipeline import execute_run
 
     configs = [make_config(n, labels=labels, profile=profile, seed=seed,
                            backbone_weights=backbone_weights, **(overrides or {}))

@@ -248,8 +248,8 @@ def _say_waiting() -> None:
 
 def _train_configs_in_turn(args, configs, queued_writer) -> None:
     from cifar_core.data import load_dataset, training_split_size
+    from cifar_core.pipeline import execute_run
     from cifar_core.training.config import validate_config
-    from cifar_core.training.pipeline import execute_run
 
     dataset = load_dataset(args.data, show_progress=True)
     for config in configs:  # a batch larger than the data: refused before any run folder
@@ -270,31 +270,9 @@ def _train_configs_in_turn(args, configs, queued_writer) -> None:
         print(writer.path, flush=True)
 
 
-def run_summary(record) -> dict:
-    metrics = record.metrics or {}
-    training = metrics.get("training") or {}
-    config = record.config or {}
-    return {
-        "run_id": record.run_id,
-        "path": str(record.path),
-        "status": record.status,
-        "model": record.model_number,
-        "labels": record.label_set,
-        "profile": config.get("profile"),
-        "dataset": (config.get("dataset") or {}).get("name"),
-        "epochs_run": training.get("epochs_run"),
-        "training_seconds": training.get("training_seconds"),
-        "test_top1": metrics.get("test_top1"),
-        "test_top5": metrics.get("test_top5"),
-        "test_superclass_top1": metrics.get("test_superclass_top1"),
-        "created_at": record.run.get("created_at"),
-        "error": record.run.get("error"),
-        "problems": record.problems,
-    }
-
-
 def cmd_runs(args) -> int:
     from cifar_core.runs.store import list_runs
+    from cifar_core.runs.summary import run_summary
 
     summaries = [run_summary(r) for r in list_runs(args.artifacts)]
     if args.json:
@@ -411,8 +389,8 @@ def cmd_tune(args) -> int:
         print(f"worker {os.environ[distributed.ENV_TUNER_ID]}: ran {count} trial(s); the "
               "search is over", flush=True)
         return 0
+    from cifar_core.pipeline import execute_run
     from cifar_core.search.run import ENV_MIN_WORKERS
-    from cifar_core.training.pipeline import execute_run
 
     os.environ[ENV_MIN_WORKERS] = str(args.min_workers)
     writer = execute_run(config, dataset=dataset, artifacts=args.artifacts, writer=resume_writer,

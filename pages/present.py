@@ -11,6 +11,7 @@ from cifar_core.charts.classes import extremes_figure
 from cifar_core.charts.confusion import confusion_figure
 from cifar_core.charts.progression import progression_figure
 from cifar_core.charts.style import square_cells
+from cifar_core.reports.html import build_html_report
 from pages import _ui
 
 _ui.page_frame()
@@ -58,7 +59,7 @@ left, middle, right = st.columns(3)
 with _ui.guard("Preparing the downloads"):
     left.download_button(
         "Download the report (HTML)", type="primary", on_click="ignore",
-        data=lambda: report.build_html_report(records, counting, title=title),
+        data=lambda: build_html_report(records, counting, title=title),
         file_name=f"cifar-report-{stamp}.html", mime="text/html",
         help="One self-contained file: charts, numbers, run ids and configurations.")
     middle.download_button("Metrics of all runs (CSV)", on_click="ignore",

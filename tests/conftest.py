@@ -58,8 +58,8 @@ def fixture_runs(tmp_path_factory, tiny_cifar100) -> Path:
     """An artifacts folder with completed runs made by the real pipeline on tiny data:
     models 1 and 5 (fine) and model 1 (coarse), one epoch each. Treat as read-only."""
     from cifar_core.data import load_dataset
+    from cifar_core.pipeline import execute_run
     from cifar_core.training.config import make_config
-    from cifar_core.training.pipeline import execute_run
 
     artifacts = tmp_path_factory.mktemp("fixture_artifacts")
     dataset = load_dataset(tiny_cifar100)

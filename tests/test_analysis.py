@@ -21,6 +21,7 @@ from cifar_core.analysis import trials as ta
 from cifar_core.analysis.data_status import data_status
 from cifar_core.errors import DataError, ImageError, RunFolderError
 from cifar_core.models.specs import REPORT_RESULTS
+from cifar_core.reports import html as html_report
 from cifar_core.runs.store import list_runs, load_run
 
 pytestmark = pytest.mark.slow
@@ -57,8 +58,8 @@ def coarse1(records):
 def more_runs(tmp_path_factory, fixture_runs, tiny_cifar100, tiny_image_folder):
     """The fixture runs plus a second model-1 run (another seed) and a run on other data."""
     from cifar_core.data import load_dataset
+    from cifar_core.pipeline import execute_run
     from cifar_core.training.config import make_config
-    from cifar_core.training.pipeline import execute_run
 
     artifacts = tmp_path_factory.mktemp("more_runs")
     shutil.copytree(fixture_runs / "runs", artifacts / "runs")
@@ -675,7 +676,7 @@ def _external_resources(page: str) -> list[str]:
 
 def test_html_report_is_self_contained_and_traceable(records):
     counting = ra.choose_counting_runs(records)
-    page = rp.build_html_report(records, counting)
+    page = html_report.build_html_report(records, counting)
     assert page.startswith("<!DOCTYPE html>")
     assert _external_resources(page) == []  # plotly.js is inline: the file opens offline
     assert "Plotly" in page and len(page) > 3_000_000
@@ -695,7 +696,7 @@ def test_html_report_is_self_contained_and_traceable(records):
 def test_html_report_fits_and_holds_no_machine_paths_or_foreign_settings(records,
                                                                           fixture_runs):
     counting = ra.choose_counting_runs(records)
-    page = rp.build_html_report(records, counting)
+    page = html_report.build_html_report(records, counting)
     body = page[page.index("<body>"):]
     assert str(fixture_runs) not in body
     for record in records:
@@ -719,13 +720,13 @@ def test_configuration_shows_the_settings_of_the_runs_own_model(tmp_path, fine1)
                         "chosen_mean_val_accuracy": 0.61}
     (copy / "config.json").write_text(json.dumps(config))
     record = load_run(copy)
-    settings = rp.applicable_settings(record)
+    settings = html_report.applicable_settings(record)
     assert settings["search_trials"] == config["hyperparameters"]["search_trials"]
     assert "feature_cache" in settings and "backbone_weights" not in settings
-    assert set(rp.applicable_settings(fine1)) == {"epochs", "batch_size", "patience",
+    assert set(html_report.applicable_settings(fine1)) == {"epochs", "batch_size", "patience",
                                                   "learning_rate", "optimizer",
                                                   "validation_fraction"}
-    page = rp.build_html_report([record], {(7, "fine"): record})
+    page = html_report.build_html_report([record], {(7, "fine"): record})
     assert "/home/someone" not in page
     assert "mobilenet.h5 (sha256 abababababab)" in page
     assert "30 random-search trials, 8 grid trials, chosen: trial s2-2" in page
@@ -740,7 +741,7 @@ def test_html_report_escapes_names_from_run_folders(tmp_path, fine1):
     (copy / "metrics.json").write_text(json.dumps(metrics))
     (copy / "config.json").write_text(json.dumps(config))
     records = list_runs(tmp_path)
-    page = rp.build_html_report(records, ra.choose_counting_runs(records))
+    page = html_report.build_html_report(records, ra.choose_counting_runs(records))
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 

@@ -21,8 +21,8 @@ from cifar_core.features import (
 )
 from cifar_core.models.builder import build_model
 from cifar_core.models.specs import get_spec
+from cifar_core.pipeline import execute_run
 from cifar_core.training.config import make_config
-from cifar_core.training.pipeline import execute_run
 from cifar_core.training.seeding import set_global_seed
 
 FROZEN = replace(get_spec(6), freeze_backbone=True)

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from cifar_core.errors import ConfigError
-from cifar_core.features import _smoothed_loss
 from cifar_core.models.backbone import fold_batch_norm
 from cifar_core.models.builder import build_model, finetune_precision
 from cifar_core.models.specs import get_spec
 from cifar_core.training.config import make_config
+from cifar_core.training.on_features import _smoothed_loss
 
 CASES = {  # backbone: (application, cut)
     "mobilenet_v1": (keras.applications.MobileNet, "conv_pw_6_relu"),

@@ -17,8 +17,8 @@ from cifar_core.errors import ConfigError
 from cifar_core.features import flip_images
 from cifar_core.models.builder import build_model, compile_model, flip_augmentation
 from cifar_core.models.specs import get_spec
+from cifar_core.pipeline import execute_run
 from cifar_core.training.config import make_config
-from cifar_core.training.pipeline import execute_run
 from cifar_core.training.train import copy_head
 
 BASE = "mobilenet_1.00_32"

@@ -20,21 +20,20 @@ from cifar_core.features import (
     CachedSource,
     FlipSampler,
     ImageSource,
-    _use_weight_average,
     base_layer,
     cache_key,
     cut_layer,
     cut_out,
     feature_extractor,
-    fit_on_flips,
     head_model,
     translate,
 )
 from cifar_core.inference import load_model_safely
 from cifar_core.models.builder import build_model, make_optimizer, with_test_time_flips
 from cifar_core.models.specs import get_spec
+from cifar_core.pipeline import execute_run
 from cifar_core.training.config import make_config
-from cifar_core.training.pipeline import execute_run
+from cifar_core.training.on_features import _use_weight_average, fit_on_flips
 
 SPEC = get_spec(8)
 BASE = "mobilenet_1.00_144"

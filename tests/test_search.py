@@ -17,6 +17,7 @@ from cifar_core.cli import main
 from cifar_core.data import load_dataset
 from cifar_core.errors import ConfigError
 from cifar_core.models.builder import build_model
+from cifar_core.pipeline import RunStopped
 from cifar_core.runs.store import RunWriter, list_runs, load_run
 from cifar_core.search import run_model7_search
 from cifar_core.search.run import adopt_for_resume
@@ -36,7 +37,6 @@ from cifar_core.search.trials import (
 )
 from cifar_core.search.tuners import CrossValidatedTuner, stage_oracle
 from cifar_core.training.config import make_config
-from cifar_core.training.pipeline import RunStopped
 
 TINY_SEARCH = dict(profile="quick", epochs=1, batch_size=32, backbone_weights=None,
                    search_mode="cached", search_trials=3, search_folds=2, search_epochs=1,
@@ -255,7 +255,7 @@ def test_resume_refuses_runs_of_other_models(fixture_runs):
 
 @pytest.mark.slow
 def test_a_stopped_model7_run_resumes_from_the_cli(tiny_cifar100, tmp_path, capsys):
-    from cifar_core.training.pipeline import execute_run
+    from cifar_core.pipeline import execute_run
 
     flags = ["--data", str(tiny_cifar100), "--profile", "quick", "--epochs", "1",
              "--batch-size", "32", "--backbone-weights", "none", "--freeze-base",

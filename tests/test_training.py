@@ -9,13 +9,13 @@ import signal
 import numpy as np
 import pytest
 
+from cifar_core import pipeline
 from cifar_core.data import load_dataset
 from cifar_core.errors import ConfigError
+from cifar_core.pipeline import execute_run
 from cifar_core.runs.store import load_run, read_history
-from cifar_core.training import pipeline
 from cifar_core.training.config import make_config
 from cifar_core.training.evaluate import evaluate, top_k_accuracy
-from cifar_core.training.pipeline import execute_run
 from cifar_core.training.train import train
 
 

@@ -7,7 +7,7 @@
 - ``saliency``  Grad-CAM / SmoothGrad maps for one image
 - ``classify``  decode, classify and explain one uploaded file
 - ``trials``    model 7's ``trials.csv``
-- ``report``    headline numbers, the self-contained HTML report, CSV exports
+- ``report``    headline numbers and CSV exports (the HTML report is ``cifar_core.reports``)
 - ``names``     class and superclass names in words, for what people read
 
 Modules that need TensorFlow (``classify``, ``saliency`` at call time, the augmentation

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from cifar_core.cli import run_summary
 from cifar_core.models.specs import SPECS, spec_differences
 from cifar_core.runs.files import read_json
 from cifar_core.runs.store import (
@@ -27,6 +26,7 @@ from cifar_core.runs.store import (
     parse_iso,
     runs_root,
 )
+from cifar_core.runs.summary import run_summary
 from cifar_core.training.config import current_spec_for_run
 
 RunKey = tuple[int, str]  # (model number, label set)

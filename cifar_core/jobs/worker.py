@@ -135,7 +135,7 @@ def _data_arrived(path: Path, artifacts: Path) -> bool:
 
 def _train(path: Path, artifacts: Path, request: JobRequest) -> None:
     """Train the job's config into its queued folder, as ``cifar-core train`` would."""
-    from cifar_core.training.pipeline import execute_run  # TensorFlow: only once it trains
+    from cifar_core.pipeline import execute_run  # TensorFlow: only once it trains
 
     writer = adopt_queued_run(path, artifacts)
     writer = execute_run(request.config, data=request.data, artifacts=str(artifacts),

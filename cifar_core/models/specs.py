@@ -57,7 +57,7 @@ class ModelSpec:
     # random cell (cutout; training only; cifar_core.features.cut_out). 0: none.
     feature_cutout: int = 0
     # Cross-entropy against targets of 1 - eps on the true class and eps / classes on every
-    # class (training on features only: cifar_core.features.fit_on_flips). 0: plain targets.
+    # class (training on features only: cifar_core.training.on_features). 0: plain targets.
     label_smoothing: float = 0.0
     # The saved model gets an exponential moving average of the fine-tuned weights, updated
     # after every optimizer step with this momentum (1 / (1 - momentum) steps is its reach),

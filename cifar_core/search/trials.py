@@ -6,7 +6,8 @@ This is the only part of the search that trains; ``cifar_core.search.tuners`` an
 Two ways to run a fold, the two search modes:
 
 - ``CachedTrialRunner`` (``cached``): the head alone, on cached features of the frozen base
-  (``cifar_core.features``: one flip variant drawn per image per epoch). Seconds per fold.
+  (``cifar_core.training.on_features``: one flip variant drawn per image per epoch). Seconds
+  per fold.
 - ``FullTrialRunner`` (``full``): the whole network fine-tuned end to end from the pretrained
   base, exactly as the final model 6/7 is trained and as the report's search did. Minutes to
   hours per fold on a CPU.
@@ -28,12 +29,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from cifar_core.data.dataset import Dataset, stratified_split
 from cifar_core.errors import ConfigError
-from cifar_core.features import (
-    CachedSource,
-    feature_extractor,
-    fit_on_flips,
-    load_or_build_features,
-)
+from cifar_core.features import CachedSource, feature_extractor, load_or_build_features
 from cifar_core.models.builder import (
     build_head,
     build_model,
@@ -44,6 +40,7 @@ from cifar_core.models.builder import (
 from cifar_core.models.precision import fast_precision
 from cifar_core.search.space import apply_values
 from cifar_core.settings import ENV_HEAD_PRECISION
+from cifar_core.training.on_features import fit_on_flips
 from cifar_core.training.seeding import set_global_seed
 from cifar_core.training.train import EpochRecorder, labels_for
 

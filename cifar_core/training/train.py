@@ -4,33 +4,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import keras
 import numpy as np
 
-from cifar_core.data.dataset import Dataset, Split, stratified_split
+from cifar_core.data.dataset import Dataset, stratified_split
 from cifar_core.errors import ConfigError
-from cifar_core.features import train_on_features, uses_frozen_features
+from cifar_core.features import uses_frozen_features
 from cifar_core.models.builder import build_model, compile_model, distribution_scope
 from cifar_core.training.config import TrainConfig, validate_config
+from cifar_core.training.on_features import train_on_features
+from cifar_core.training.result import EpochRecorder, TrainResult
 from cifar_core.training.seeding import set_global_seed
-
-
-@dataclass
-class TrainResult:
-    model: keras.Model
-    history: list[dict]  # one dict per epoch, the columns of history.csv
-    epochs_run: int
-    best_epoch: int
-    training_seconds: float
-    num_train: int
-    split: Split
-    details: dict = field(default_factory=dict)  # path-specific facts (e.g. the feature cache)
-
-    @property
-    def images_per_second(self) -> float:
-        return self.num_train * self.epochs_run / max(self.training_seconds, 1e-9)
 
 
 def labels_for(dataset: Dataset, label_set: str, which: str = "train") -> np.ndarray:
@@ -47,34 +33,6 @@ def output_class_names(dataset: Dataset, label_set: str) -> list[str]:
     return dataset.class_names if label_set == "fine" else list(dataset.superclass_names or [])
 
 
-class EpochRecorder(keras.callbacks.Callback):
-    """Collects per-epoch rows with their duration and reports progress."""
-
-    def __init__(self, epochs: int, steps: int, on_epoch=None, on_batch=None):
-        super().__init__()
-        self.epochs, self.steps = epochs, steps
-        self.rows: list[dict] = []
-        self._on_epoch, self._on_batch = on_epoch, on_batch
-        self._epoch_start = 0.0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if self._on_batch:
-            self._on_batch(batch + 1, self.steps)
-
-    def on_epoch_end(self, epoch, logs=None):
-        logs = logs or {}
-        row = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - self._epoch_start, 3)}
-        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-            if key in logs:
-                row[key] = float(logs[key])
-        self.rows.append(row)
-        if self._on_epoch:
-            self._on_epoch(row, self.epochs)
-
-
 def train(config: TrainConfig, dataset: Dataset, *,
           on_epoch: Callable[[dict, int], None] | None = None,
           on_batch: Callable[[int, int], None] | None = None,
@@ -85,8 +43,8 @@ def train(config: TrainConfig, dataset: Dataset, *,
     The report's protocol: Adam, sparse categorical cross-entropy, early stopping on
     validation loss (patience ``config.patience``) restoring the best weights, one seed.
     A frozen MobileNet base with flip augmentation trains its head on cached base features
-    (``cifar_core.features``; ``on_features`` reports their computation, ``log`` its phases)
-    with the same protocol and returns the same end-to-end model.
+    (``cifar_core.training.on_features``; ``on_features`` reports their computation, ``log``
+    its phases) with the same protocol and returns the same end-to-end model.
     """
     split = stratified_split(dataset.y_train, seed=config.seed,
                              validation_fraction=config.validation_fraction)

@@ -9,10 +9,10 @@ import pytest
 from cifar_core.cli import main
 from cifar_core.data import load_dataset
 from cifar_core.errors import RunFolderError
+from cifar_core.pipeline import execute_run
 from cifar_core.runs import store
 from cifar_core.runs.store import list_runs, load_run
 from cifar_core.training.config import make_config
-from cifar_core.training.pipeline import execute_run
 
 
 @pytest.fixture(scope="module")

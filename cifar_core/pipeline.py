@@ -7,6 +7,9 @@ of 40 (2 finished)"). ``completed`` is written last, so a run that says complete
 file. Every long phase (the feature pass, the search's stages, epochs, the test set) reports
 its count through ``RunWriter.report_phase``, so the dashboard shows progress and an ETA for
 each the same way.
+
+It sits above ``cifar_core.training`` and ``cifar_core.search`` (model 7 searches before it
+trains, and the search trains through ``training``), below the CLI and the jobs that call it.
 """
 
 from __future__ import annotations
