@@ -3,6 +3,7 @@
 import streamlit as st
 
 from cifar_core.analysis import images as image_analysis
+from cifar_core.analysis.names import literal_markdown, readable
 from cifar_core.charts.augmentation import augmentation_figure
 from pages import _ui
 
@@ -21,14 +22,15 @@ with _ui.guard("Loading images"), st.spinner("Loading the data set…"):
                if record is not None else image_analysis.source_dataset(_ui.data_source()))
 if dataset is None:
     st.stop()
-st.caption(f"Images of {dataset.name} ({dataset.source})"
-           + (f", the data set of run {record.run_id}" if record is not None else ""))
+st.caption(literal_markdown(f"Images of {dataset.name} ({dataset.source})"  # a path: as written
+                            + (f", the data set of run {record.run_id}"
+                               if record is not None else "")))
 
 left, middle, right = st.columns(3)
 split = left.radio("Images from", ["test", "train"], horizontal=True)
 by_class = middle.radio("Which", ["random", "one class"], horizontal=True) == "one class"
 class_index = (right.selectbox("Class", range(dataset.num_classes),
-                               format_func=lambda i: dataset.class_names[i])
+                               format_func=lambda i: readable(dataset.class_names[i]))
                if by_class else None)
 left, middle, right = st.columns(3)
 count = left.slider("Images", 1, 8, 4)
@@ -43,7 +45,7 @@ with _ui.guard("Augmentation preview"):
     images = dataset.x_test if split == "test" else dataset.x_train
     labels = dataset.y_test if split == "test" else dataset.y_train
     preview = image_analysis.augmentation_previews(images[indices], copies, seed)
-    captions = [f"{split} #{i} {dataset.class_names[labels[i]]}" for i in indices]
+    captions = [f"{split} #{i} {readable(dataset.class_names[labels[i]])}" for i in indices]
     st.plotly_chart(augmentation_figure(preview, captions), width="stretch")
     st.caption("Model 5's augmentation layer, as installed, produces: "
                + ", ".join(image_analysis.flip_transforms())

@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny official-format data sets and run folders made by real training."""
+"""Shared fixtures: tiny official-format data sets and run folders made by real training
+(committed in tests/fixtures/runs, or trained afresh by ``trained_runs``)."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ["CIFAR_CORE_RAW_STDERR"] = "1"
 sys.path.insert(0, str(Path(__file__).parent))
 
-from cifar_archives import write_cifar100_archive, write_image_folder
+from cifar_archives import write_image_folder
+from fixtures.make_fixture_runs import FIXTURE_ROOT, train_fixture_runs, write_tiny_archive
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CIFAR_CORE_SHARED", REPO_ROOT.parent / "shared"))
@@ -42,7 +46,7 @@ def isolated_environment(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_cifar100(tmp_path_factory) -> Path:
     """A CIFAR-100 archive in the official format: 500 train and 200 test images."""
-    return write_cifar100_archive(tmp_path_factory.mktemp("data") / "cifar-100-python.tar.gz")
+    return write_tiny_archive(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="session")
@@ -55,18 +59,28 @@ def tiny_image_folder(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def fixture_runs(tmp_path_factory, tiny_cifar100) -> Path:
-    """An artifacts folder with completed runs made by the real pipeline on tiny data:
-    models 1 and 5 (fine) and model 1 (coarse), one epoch each. Treat as read-only."""
-    from cifar_core.data import load_dataset
-    from cifar_core.pipeline import execute_run
-    from cifar_core.training.config import make_config
-
+    """An artifacts folder holding a copy of the committed runs (tests/fixtures/runs: models 1
+    and 5 fine and model 1 coarse, one epoch each, made by the real pipeline on the tiny
+    archive), whose ``dataset.source`` names this session's ``tiny_cifar100``, as a run trained
+    here would. No ``model.keras`` (see tests/fixtures/make_fixture_runs.py): a test that loads
+    a model takes ``trained_runs``. Nothing trains. Shared by the session: treat as read-only
+    (copy a run into ``tmp_path`` to change it)."""
     artifacts = tmp_path_factory.mktemp("fixture_artifacts")
-    dataset = load_dataset(tiny_cifar100)
-    for model, labels in ((1, "fine"), (5, "fine"), (1, "coarse")):
-        config = make_config(model, labels=labels, profile="quick", epochs=1, batch_size=32)
-        execute_run(config, dataset=dataset, artifacts=str(artifacts), log=lambda _: None)
+    shutil.copytree(FIXTURE_ROOT / "runs", artifacts / "runs")
+    for config_file in sorted((artifacts / "runs").glob("*/config.json")):
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config["dataset"]["source"] = str(tiny_cifar100)
+        config_file.write_text(json.dumps(config, indent=2), encoding="utf-8")
     return artifacts
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory, tiny_cifar100) -> Path:
+    """The fixture's runs trained afresh by the real pipeline on ``tiny_cifar100`` (about 15 s
+    on 2 cores), with their models: for tests that load a model, need every file of a
+    completed run, or check the committed fixture against today's code. Tests that use it
+    train, so they are ``slow``. Treat as read-only."""
+    return train_fixture_runs(tmp_path_factory.mktemp("trained_artifacts"), tiny_cifar100)
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""cifar_core.analysis against run folders made by the real pipeline (fixture_runs)."""
+"""cifar_core.analysis against run folders made by the real pipeline (the committed
+fixture_runs; trained afresh where a test loads a model or needs more runs)."""
 
 from __future__ import annotations
 
@@ -23,9 +24,6 @@ from cifar_core.errors import DataError, ImageError, RunFolderError
 from cifar_core.models.specs import REPORT_RESULTS
 from cifar_core.reports import html as html_report
 from cifar_core.runs.store import list_runs, load_run
-
-pytestmark = pytest.mark.slow
-
 
 # --- fixtures -----------------------------------------------------------------------------
 
@@ -52,6 +50,18 @@ def fine5(records):
 @pytest.fixture(scope="module")
 def coarse1(records):
     return _find(records, 1, "coarse")
+
+
+@pytest.fixture(scope="module")
+def trained_fine1(trained_runs):
+    """Model 1 (fine) with its ``model.keras``, trained afresh: the committed runs have none."""
+    return _find(list_runs(trained_runs), 1, "fine")
+
+
+@pytest.fixture(scope="module")
+def trained_fine5(trained_runs):
+    """Model 5 (fine) with its ``model.keras``, trained afresh: the committed runs have none."""
+    return _find(list_runs(trained_runs), 5, "fine")
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +93,7 @@ def _copy_run(record, root, new_id, **run_fields):
 # --- runs ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # more_runs trains
 def test_latest_completed_run_counts_unless_the_user_chooses(more_runs):
     records = list_runs(more_runs)
     cifar = next(k for k, label in ra.datasets_of(records).items() if k.startswith("cifar100"))
@@ -99,9 +110,11 @@ def test_latest_completed_run_counts_unless_the_user_chooses(more_runs):
     assert stale[(1, "fine")].run_id == newest.run_id
 
 
-def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, fine1):
+@pytest.mark.slow  # trained_fine1 trains
+def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, trained_fine1):
     """A run trained before the spec changed (a reverted trial, an older recipe) still says
     "model 1"; the latest run of the current spec counts unless the user picks the other."""
+    fine1 = trained_fine1  # with every file, model.keras too: no problem but the spec's
     shutil.copytree(fine1.path, tmp_path / "runs" / fine1.run_id)
     trial = _copy_run(fine1, tmp_path, "29990101-000000-m1-fine",
                       created_at="2999-01-01T00:00:00+00:00")
@@ -133,6 +146,7 @@ def test_a_newer_run_of_an_earlier_spec_does_not_count_by_default(tmp_path, fine
     assert ra.choose_counting_runs(only_trial)[(1, "fine")].run_id == trial.name
 
 
+@pytest.mark.slow  # more_runs trains
 def test_runs_of_different_data_sets_are_never_mixed(more_runs):
     records = list_runs(more_runs)
     datasets = ra.datasets_of(records)
@@ -488,12 +502,13 @@ def test_saliency_points_at_the_pixels_that_decide():
         saliency_map(plain_model, image, method="lime")
 
 
-def test_classify_upload_matches_the_cli_path(fine5):
+@pytest.mark.slow  # trained_fine5 trains
+def test_classify_upload_matches_the_cli_path(trained_fine5):
     from cifar_core.analysis.classify import classify_upload
     from cifar_core.data.images import load_image_array
     from cifar_core.inference import Classifier
 
-    classifier = Classifier(fine5.path)
+    classifier = Classifier(trained_fine5.path)
     image = Image.fromarray(np.random.default_rng(2).integers(0, 256, (45, 60, 4),
                                                               dtype=np.uint8), "RGBA")
     buffer = io.BytesIO()
@@ -503,7 +518,7 @@ def test_classify_upload_matches_the_cli_path(fine5):
     assert np.array_equal(result.model_input, load_image_array(buffer.getvalue()))
     assert result.prediction.classes == expected.classes
     assert result.prediction.superclass == expected.superclass
-    assert result.original_size == (60, 45) and result.run_id == fine5.run_id
+    assert result.original_size == (60, 45) and result.run_id == trained_fine5.run_id
     assert result.saliency.method == "gradcam"
     assert result.saliency.class_index == expected.indices[0]
     with pytest.raises(ImageError):

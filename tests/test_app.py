@@ -1,4 +1,5 @@
-"""The dashboard through streamlit.testing.v1.AppTest, on run folders made by real training."""
+"""The dashboard through streamlit.testing.v1.AppTest, on run folders made by real training
+(the committed fixture_runs; trained afresh for Classify, which loads a model)."""
 
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ from hostile_files import invalid_images, valid_images
 from streamlit.testing.v1 import AppTest
 
 from cifar_core.runs.store import list_runs
-
-pytestmark = pytest.mark.slow
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ("overview", "classes", "confusion", "augmentation", "classify", "tuning", "present")
@@ -176,6 +175,20 @@ def test_augmentation_page_is_seeded(dashboard_runs):
     _no_errors(at)
     assert _charts(at)[0]["data"] != first["data"]
     assert any("produces: as is" in c.value for c in at.caption)
+
+
+def test_augmentation_page_names_classes_in_words(dashboard_runs):
+    at = _open(_app(dashboard_runs), "augmentation")
+    next(r for r in at.radio if r.label == "Which").set_value("one class").run()
+    _no_errors(at)
+    picker = next(s for s in at.selectbox if s.label == "Class")
+    assert picker.options[:3] == ["class 00", "class 01", "class 02"]  # data: class_00, ...
+    picker.set_value(7).run()
+    _no_errors(at)
+    titles = [a["text"] for a in _charts(at)[0]["layout"]["annotations"]]
+    originals = [t for t in titles if t.endswith(": original")]
+    assert originals and all(t.endswith(" class 07: original") for t in originals), titles
+    assert not any("_" in t for t in titles), titles
 
 
 def test_tuning_page_reads_trials_and_highlights_the_choice(dashboard_runs):
@@ -370,13 +383,15 @@ INVALID = invalid_images()
 
 
 @pytest.fixture(scope="module")
-def classify_app(dashboard_runs):
-    fine = next(r for r in list_runs(dashboard_runs) if r.model_number == 5)
-    at = _open(_app(dashboard_runs, run_id=fine.run_id), "classify")
+def classify_app(trained_runs):
+    """The Classify page on model 5 (fine) trained afresh: the committed runs have no model."""
+    fine = next(r for r in list_runs(trained_runs) if r.model_number == 5)
+    at = _open(_app(trained_runs, run_id=fine.run_id), "classify")
     assert "Upload an image" in at.info[0].value
     return at, fine
 
 
+@pytest.mark.slow  # classify_app trains
 @pytest.mark.parametrize("name", ["rgba.png", "palette.png", "grey.png", "photo.jpg",
                                   "image.bmp", "image.webp", "animated.gif", "huge.jpg"])
 def test_classify_valid_uploads(classify_app, name):
@@ -396,6 +411,7 @@ def test_classify_valid_uploads(classify_app, name):
     assert "32x32 input" in _images(at)[0]
 
 
+@pytest.mark.slow  # classify_app trains
 @pytest.mark.parametrize("name", ["text.png", "truncated.png", "truncated.jpg", "bomb.png",
                                   "empty.png"])
 def test_classify_invalid_uploads_get_a_clear_message(classify_app, name):

@@ -104,10 +104,10 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, fixture_runs, tiny_cifar100):
+def server(tmp_path_factory, trained_runs, tiny_cifar100):
     _requirements()
     artifacts = tmp_path_factory.mktemp("browser_artifacts")
-    shutil.copytree(fixture_runs / "runs", artifacts / "runs")
+    shutil.copytree(trained_runs / "runs", artifacts / "runs")  # with models, for Classify
     searched = next(r for r in list_runs(artifacts) if r.model_number == 5)
     (searched.path / "trials.csv").write_text(
         "stage,trial_id,units_1,dropout,fold_1,fold_2,fold_3,mean,seconds\n"

@@ -30,8 +30,6 @@ from cifar_core.charts.tuning import trials_parallel_figure
 from cifar_core.models.specs import REPORT_RESULTS, SPECS
 from cifar_core.runs.store import list_runs
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def records(fixture_runs):

@@ -13,8 +13,6 @@ from cifar_core.runs.store import list_runs
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import ensemble_of_runs
 
-pytestmark = pytest.mark.slow
-
 
 def test_single_runs_reproduce_their_metrics_and_pairs_are_averaged(fixture_runs, capsys):
     fine = [r for r in list_runs(fixture_runs) if r.label_set == "fine"]

@@ -38,11 +38,11 @@ def _checkout_with_a_big_venv(root: Path) -> Path:
     return app
 
 
-def test_the_terminal_stays_quiet_while_pages_are_used(tmp_path, fixture_runs):
+def test_the_terminal_stays_quiet_while_pages_are_used(tmp_path, trained_runs):
     sync_playwright = _requirements()
     app = _checkout_with_a_big_venv(tmp_path)
     artifacts = tmp_path / "artifacts"
-    shutil.copytree(fixture_runs / "runs", artifacts / "runs")
+    shutil.copytree(trained_runs / "runs", artifacts / "runs")
     port = _free_port()
     log = tmp_path / "streamlit.log"
     env = {key: value for key, value in os.environ.items()
@@ -68,20 +68,26 @@ def test_the_terminal_stays_quiet_while_pages_are_used(tmp_path, fixture_runs):
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
                                                  headless=True, args=CHROMIUM_ARGS)
-            page = browser.new_page(viewport={"width": 1400, "height": 1400})
-            for path, title in (("", "Overview"), ("classes", "Classes"),
-                                ("classify", "Classify")):
-                page.goto(f"{base}/{path}", wait_until="domcontentloaded")
-                page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
-            upload = page.locator("[data-testid='stFileUploaderDropzoneInput']")
-            upload.set_input_files(files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
-                                           "buffer": valid_images()["photo.jpg"]}])
-            page.get_by_text("Prediction:").first.wait_for(timeout=120_000)
-            browser.close()
+            try:
+                page = browser.new_page(viewport={"width": 1400, "height": 1400})
+                for path, title in (("", "Overview"), ("classes", "Classes"),
+                                    ("classify", "Classify")):
+                    page.goto(f"{base}/{path}", wait_until="domcontentloaded")
+                    page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+                upload = page.locator("[data-testid='stFileUploaderDropzoneInput']")
+                upload.set_input_files(files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
+                                               "buffer": valid_images()["photo.jpg"]}])
+                page.get_by_text("Prediction:").first.wait_for(timeout=120_000)
+            finally:
+                browser.close()
         time.sleep(1)  # what the server still had to say
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
     text = log.read_text(errors="replace")
     assert "You can now view your Streamlit app" in text  # the log is the server's
     assert not [line for line in text.splitlines() if any(n in line for n in NOISE)], text

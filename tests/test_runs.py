@@ -61,11 +61,12 @@ def test_status_lifecycle_and_stale_heartbeat(tmp_path):
     assert record.status == "failed" and "interrupted" in record.run["error"]
 
 
-def test_damaged_and_foreign_run_folders_are_listed_with_reasons(tmp_path, fixture_runs):
+@pytest.mark.slow  # trained_runs trains: the committed runs have no model.keras to remove
+def test_damaged_and_foreign_run_folders_are_listed_with_reasons(tmp_path, trained_runs):
     import shutil
 
     root = tmp_path / "runs"
-    shutil.copytree(fixture_runs / "runs", root)
+    shutil.copytree(trained_runs / "runs", root)
     good = sorted(p.name for p in root.iterdir())
     newer, corrupt, no_model = (root / good[0]), (root / good[1]), (root / good[2])
     run = json.loads((newer / "run.json").read_text())

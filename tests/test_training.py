@@ -24,6 +24,7 @@ def tiny(tiny_cifar100):
     return load_dataset(tiny_cifar100)
 
 
+@pytest.mark.slow  # trains
 def test_same_seed_gives_identical_metrics(tmp_path, tiny):
     # Model 5 exercises every random part: init, shuffling, dropout and flips.
     config = make_config(5, profile="quick", epochs=2, batch_size=50, seed=3)
@@ -41,6 +42,7 @@ def test_same_seed_gives_identical_metrics(tmp_path, tiny):
     assert [r["loss"] for r in read_history(other.path)] != losses_a
 
 
+@pytest.mark.slow  # trains
 def test_run_folder_is_complete_and_reads_back(tmp_path, tiny):
     writer = execute_run(make_config(2, profile="quick", epochs=2, batch_size=64), dataset=tiny,
                          artifacts=str(tmp_path), log=lambda _: None)
@@ -63,6 +65,7 @@ def test_run_folder_is_complete_and_reads_back(tmp_path, tiny):
     assert [row["epoch"] for row in read_history(writer.path)] == [1.0, 2.0]
 
 
+@pytest.mark.slow  # trains
 def test_coarse_labels_train_a_20_way_model(tmp_path, tiny):
     writer = execute_run(make_config(1, labels="coarse", profile="quick", epochs=1),
                          dataset=tiny, artifacts=str(tmp_path), log=lambda _: None)
@@ -71,6 +74,7 @@ def test_coarse_labels_train_a_20_way_model(tmp_path, tiny):
     assert metrics["test_superclass_top1"] == metrics["test_top1"]
 
 
+@pytest.mark.slow  # trains
 def test_early_stopping_restores_the_best_epoch(tiny):
     config = make_config(1, profile="quick", epochs=40, batch_size=100, patience=1,
                          learning_rate=0.5)  # a huge rate makes val_loss rise quickly
@@ -191,6 +195,7 @@ def test_a_stop_wrapped_in_another_error_is_still_recorded_as_stopped(tmp_path, 
     assert load_run(second).status == "failed"
 
 
+@pytest.mark.slow  # trains
 def test_every_phase_of_a_run_reports_its_count(tmp_path, tiny, monkeypatch):
     """Training batches and the test set's batches go through report_phase, done of total."""
     reports = []

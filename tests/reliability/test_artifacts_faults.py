@@ -20,6 +20,7 @@ def tiny(tiny_cifar100):
     return load_dataset(tiny_cifar100)
 
 
+@pytest.mark.slow  # trains
 def test_missing_artifacts_folder_is_created(tmp_path, tiny):
     root = tmp_path / "not" / "yet" / "there"
     writer = execute_run(make_config(1, profile="quick", epochs=1), dataset=tiny,
@@ -36,6 +37,7 @@ def test_unwritable_artifacts_folder_is_a_one_line_cli_error(tmp_path, tiny_cifa
     assert code == 2 and "cannot create the runs folder" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # trains
 def test_full_disk_while_saving_fails_the_run_without_presenting_results(tmp_path, tiny,
                                                                          monkeypatch):
     real_save = store.atomic_save

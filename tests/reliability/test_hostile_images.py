@@ -55,14 +55,14 @@ def test_invalid_files_get_a_clear_message(name, reason):
 
 @pytest.mark.slow
 def test_predict_classifies_every_valid_file_and_reports_every_invalid_one(tmp_path,
-                                                                            fixture_runs):
+                                                                            trained_runs):
     files = {**valid_images(), **invalid_images()}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
-    run_id = sorted(os.listdir(fixture_runs / "runs"))[0]
+    run_id = sorted(os.listdir(trained_runs / "runs"))[0]  # with its model
     result = subprocess.run(
         [sys.executable, "-m", "cifar_core.cli", "predict", *[str(tmp_path / n) for n in files],
-         "--run", run_id, "--json", "--artifacts", str(fixture_runs)],
+         "--run", run_id, "--json", "--artifacts", str(trained_runs)],
         capture_output=True, text=True, timeout=300)
     assert result.returncode == 1, result.stderr
     results = {os.path.basename(r["file"]): r for r in json.loads(result.stdout)["results"]}

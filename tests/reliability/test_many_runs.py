@@ -1,8 +1,9 @@
 """The dashboard with 50 run folders: every page renders, every run is listed.
 
-The 50 folders are copies of the three real tiny runs (tests/conftest.py's fixture_runs),
-each under its own valid run id (many_runs.clone_runs). Render times with 50 runs are
-measured by benchmarks/reliability.py, not here.
+The 50 folders are copies of the three real tiny runs (tests/conftest.py's trained_runs, with
+their models, so that Classify has one to load), each under its own valid run id
+(many_runs.clone_runs). Render times with 50 runs are measured by benchmarks/reliability.py,
+not here.
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ RUNS = 50
 
 
 @pytest.fixture(scope="module")
-def fifty_runs(tmp_path_factory, fixture_runs) -> Path:
+def fifty_runs(tmp_path_factory, trained_runs) -> Path:
     artifacts = tmp_path_factory.mktemp("fifty")
-    sources = sorted((fixture_runs / "runs").iterdir())
+    sources = sorted((trained_runs / "runs").iterdir())
     clone_runs(sources, artifacts, RUNS)
     return artifacts
 
 
+@pytest.mark.slow  # fifty_runs trains
 def test_fifty_copies_are_fifty_distinct_completed_runs(fifty_runs):
     records = list_runs(fifty_runs)
     assert len({r.run_id for r in records}) == RUNS

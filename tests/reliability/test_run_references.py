@@ -48,14 +48,19 @@ def _replace_with_link(folder: Path, name: str, outside: Path) -> None:
     (folder / name).symlink_to(moved)
 
 
+# planted copies trained_runs (fresh training): the links need runs with every file, their
+# model.keras too, which the committed fixture runs leave out.
+pytestmark = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory, fixture_runs) -> tuple[Path, Path]:
+def planted(tmp_path_factory, trained_runs) -> tuple[Path, Path]:
     """(artifacts, outside): three valid runs beside four that lead outside."""
     base = tmp_path_factory.mktemp("refs")
     artifacts, outside = base / "artifacts", base / "outside"
-    shutil.copytree(fixture_runs / "runs", runs_root(artifacts))
+    shutil.copytree(trained_runs / "runs", runs_root(artifacts))
     outside.mkdir()
-    sources = {r.model_number: r.path for r in list_runs(fixture_runs)
+    sources = {r.model_number: r.path for r in list_runs(trained_runs)
                if r.label_set == "fine"}
     _copy(sources[1], outside / LINKED_RUN)
     _copy(sources[1], outside / ELSEWHERE)
