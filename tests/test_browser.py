@@ -103,6 +103,39 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def start_streamlit(cwd: Path, env: dict, log: Path, *flags: str):
+    """``streamlit run app.py`` in ``cwd`` on a free localhost port, its output in ``log``;
+    ``(process, base URL)`` once it answers its health check (the test fails otherwise)."""
+    port = _free_port()
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", *flags],
+            cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return process, base
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            stop_streamlit(process)
+            pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
+def stop_streamlit(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, trained_runs, tiny_cifar100):
     _requirements()
@@ -113,30 +146,13 @@ def server(tmp_path_factory, trained_runs, tiny_cifar100):
         "stage,trial_id,units_1,dropout,fold_1,fold_2,fold_3,mean,seconds\n"
         "1,t0,128,0.2,0.3,0.32,0.31,0.31,10\n1,t1,256,0.3,0.2,0.22,0.21,0.21,11\n"
         "2,g0,128,0.2,0.4,0.42,0.41,0.41,20\n")
-    port = _free_port()
     log = tmp_path_factory.mktemp("browser_log") / "streamlit.log"
     env = {**os.environ, "CIFAR_CORE_ARTIFACTS": str(artifacts),
            "CIFAR_CORE_DATA": str(tiny_cifar100), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("CIFAR_CORE_RAW_STDERR", None)  # the app as users run it: its stderr filtered
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    process, base = start_streamlit(REPO, env, log, "--server.headless", "true",
+                                    "--browser.gatherUsageStats", "false")
     try:
-        deadline = time.monotonic() + START_TIMEOUT
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
         yield base, artifacts, log
     finally:
         for job in list_jobs(artifacts):  # jobs the tests queued: none may outlive them
@@ -144,12 +160,7 @@ def server(tmp_path_factory, trained_runs, tiny_cifar100):
                 stop_job(artifacts, job.run_id)
             except Exception as exc:  # keep stopping the others, then stop the server
                 print(f"could not stop job {job.run_id}: {exc}")
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_streamlit(process)
 
 
 @pytest.fixture(scope="module")

@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 from hostile_files import valid_images
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _requirements
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _requirements, start_streamlit, stop_streamlit
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -43,28 +40,12 @@ def test_the_terminal_stays_quiet_while_pages_are_used(tmp_path, trained_runs):
     app = _checkout_with_a_big_venv(tmp_path)
     artifacts = tmp_path / "artifacts"
     shutil.copytree(trained_runs / "runs", artifacts / "runs")
-    port = _free_port()
     log = tmp_path / "streamlit.log"
     env = {key: value for key, value in os.environ.items()
            if key not in ("CIFAR_CORE_RAW_STDERR", "TF_CPP_MIN_LOG_LEVEL")}  # as users run it
     env["CIFAR_CORE_ARTIFACTS"] = str(artifacts)
-    with open(log, "wb") as out:  # the README's command, in the copy
-        server = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1"], cwd=app, env=env, stdout=out,
-            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    server, base = start_streamlit(app, env, log)  # the README's command, in the copy
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as response:
-                    if response.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.5)
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
                                                  headless=True, args=CHROMIUM_ARGS)
@@ -82,12 +63,7 @@ def test_the_terminal_stays_quiet_while_pages_are_used(tmp_path, trained_runs):
                 browser.close()
         time.sleep(1)  # what the server still had to say
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        stop_streamlit(server)
     text = log.read_text(errors="replace")
     assert "You can now view your Streamlit app" in text  # the log is the server's
     assert not [line for line in text.splitlines() if any(n in line for n in NOISE)], text
