@@ -164,7 +164,7 @@ def _budget_differs(hyperparameters: dict, expected) -> bool:
     chooses its own learning rate, so there the rate is the search's, not the config's."""
     from cifar_core.training.config import SPEC_BUDGET
 
-    searched = expected.spec().hyperparameter_search
+    searched = expected.spec.recipe.hyperparameter_search
     keys = SPEC_BUDGET if searched else (*SPEC_BUDGET, "learning_rate")
     return any(key in hyperparameters and hyperparameters[key] != getattr(expected, key)
                for key in keys)
@@ -195,7 +195,7 @@ def reusable_runs(refs: list[str], configs: list, dataset: dict,
         elif _budget_differs(config.get("hyperparameters") or {}, expected):
             problems.append("another training budget or split (epochs, batch size, patience, "
                             "validation fraction or learning rate)")
-        elif differences := spec_differences(config.get("model"), expected.spec()):
+        elif differences := spec_differences(config.get("model"), expected.spec):
             problems.append(f"trained from another spec of model {number} "
                             f"({'; '.join(differences)})")
         if (config.get("dataset") or {}).get("sha256") != dataset.get("sha256"):

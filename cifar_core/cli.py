@@ -249,12 +249,10 @@ def _say_waiting() -> None:
 def _train_configs_in_turn(args, configs, queued_writer) -> None:
     from cifar_core.data import load_dataset, training_split_size
     from cifar_core.pipeline import execute_run
-    from cifar_core.training.config import validate_config
 
     dataset = load_dataset(args.data, show_progress=True)
     for config in configs:  # a batch larger than the data: refused before any run folder
-        validate_config(config, num_train=training_split_size(len(dataset.y_train),
-                                                              config.validation_fraction))
+        config.check_fits(training_split_size(len(dataset.y_train), config.validation_fraction))
     verbose = 1 if sys.stdout.isatty() else 0
     for config in configs:
         print(f"== model {config.model} ({config.labels}, profile {config.profile}) ==",

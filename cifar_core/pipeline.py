@@ -34,7 +34,7 @@ from cifar_core.runs.store import (
     PREDICTIONS_FILE,
     RunWriter,
 )
-from cifar_core.training.config import TrainConfig, validate_config
+from cifar_core.training.config import TrainConfig
 from cifar_core.training.evaluate import evaluate
 from cifar_core.training.train import train
 
@@ -77,7 +77,7 @@ def run_prefix(config: TrainConfig) -> str:
 
 
 def describe_config(config: TrainConfig, dataset: Dataset) -> dict:
-    spec = config.spec()
+    spec = config.spec
     return {
         "model": spec.to_dict(),
         "labels": config.labels,
@@ -86,7 +86,7 @@ def describe_config(config: TrainConfig, dataset: Dataset) -> dict:
         "seed": config.seed,
         "dataset": dataset.identity(),
         "backbone_weights": weights_identity(config.backbone_weights)
-        if spec.stem == "mobilenet" else None,
+        if spec.net.stem == "mobilenet" else None,
         "environment": environment_info(),
     }
 
@@ -100,7 +100,6 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
     Give ``dataset`` to reuse one already in memory (``--all``), or ``data`` to load one.
     ``writer`` adopts a folder created earlier (a queued job); else a new one is claimed.
     """
-    validate_config(config)
     writer = writer or RunWriter.create(artifacts, run_prefix(config), status="running")
     in_main_thread = threading.current_thread() is threading.main_thread()
     _stop_requested.clear()  # before the handler: a SIGTERM from now on is kept
@@ -116,7 +115,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
         if config.labels == "coarse" and not dataset.has_superclasses:
             raise ConfigError(f"data set {dataset.name} has no superclasses; use --labels fine")
         writer.write_json("config.json", describe_config(config, dataset))
-        if config.spec().hyperparameter_search:
+        if config.spec.recipe.hyperparameter_search:
             from cifar_core.search import run_model7_search, search_summary  # keras-tuner
 
             config = run_model7_search(config, dataset, writer=writer, log=log)

@@ -152,7 +152,7 @@ with st.container(border=True):
     ) and freeze_help is not None
     overrides = {"epochs": epochs, "batch_size": batch_size, "patience": patience,
                  "seed": seed, "freeze_base": freeze_base or None}
-    if spec.hyperparameter_search:
+    if spec.recipe.hyperparameter_search:
         with st.expander("Search settings (model 7)", expanded=True):
             overrides.update(search_inputs(defaults))
             search_cost = st.empty()
@@ -163,7 +163,7 @@ with st.container(border=True):
         st.warning(f"These settings would be refused: {exc}")
     description.caption(f"Model {model}: {describe_change(job_config)}. "
                         f"{describe_training(job_config)}")
-    if spec.hyperparameter_search:
+    if spec.recipe.hyperparameter_search:
         search_cost.caption(describe_search_workload(search_workload(job_config),
                                                      job_config.search_mode))
     launch_col, progression_col = st.columns([1, 2])

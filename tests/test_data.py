@@ -182,6 +182,7 @@ def test_stratified_split_has_exact_per_class_counts_and_is_seeded():
 
 
 @pytest.mark.shared
+@pytest.mark.slow  # decodes the 60,000 real JPEGs (about 12 s)
 def test_real_cifar10_images_from_shared():
     ds = load_dataset(require_shared(SHARED_IMAGES), show_progress=False)
     assert ds.x_train.shape == (50000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)

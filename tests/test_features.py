@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import replace
 
 import keras
 import numpy as np
@@ -14,6 +13,7 @@ from conftest import SHARED_WEIGHTS_V1, require_shared
 
 from cifar_core.data import load_dataset
 from cifar_core.features import (
+    FlipBatches,
     FlipSampler,
     feature_extractor,
     flip_images,
@@ -25,7 +25,7 @@ from cifar_core.pipeline import execute_run
 from cifar_core.training.config import make_config
 from cifar_core.training.seeding import set_global_seed
 
-FROZEN = replace(get_spec(6), freeze_backbone=True)
+FROZEN = get_spec(6).changed(net={"freeze_backbone": True})
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +64,35 @@ def test_flip_sampler_is_seeded_uniform_and_new_each_epoch():
 
 
 @pytest.mark.shared
+class _Numbered:
+    """A source whose input for (row, variant) is the number 10 * row + variant."""
+
+    def batch(self, rows, variants, shifts=None, cutout=None):
+        return (10 * np.asarray(rows) + np.asarray(variants)).astype("float32")[:, None]
+
+    def plain(self, rows):
+        return (10 * np.asarray(rows)).astype("float32")[:, None]
+
+
+def test_flip_batches_are_each_epochs_seeded_draw_in_batches():
+    """fit's input: epoch after epoch, the sampler's order and variants, in batches of the
+    batch size with a short last one."""
+    rows = np.arange(100, 123)  # 23 images: batches of 5, 5, 5, 5, 3
+    labels = rows % 3
+    sampler = FlipSampler(len(rows), seed=4, num_variants=2)
+    batches = FlipBatches(_Numbered(), rows, labels, batch_size=5, seed=4, num_variants=2)
+    assert batches.num_batches == 5
+    for epoch in range(3):
+        order, variants = sampler.epoch(epoch)
+        taken = [batches[i] for i in range(batches.num_batches)]
+        assert [len(y) for _, y in taken] == [5, 5, 5, 5, 3]
+        np.testing.assert_array_equal(np.concatenate([x[:, 0] for x, _ in taken]),
+                                      10 * rows[order] + variants)
+        np.testing.assert_array_equal(np.concatenate([y for _, y in taken]), labels[order])
+        batches.on_epoch_end()
+    assert not np.array_equal(sampler.epoch(0)[0], sampler.epoch(1)[0])
+
+
 def test_cached_features_are_the_frozen_base_applied_to_each_flip(small_dataset, tmp_path):
     weights = str(require_shared(SHARED_WEIGHTS_V1))
     extractor = _extractor(weights=weights)
@@ -85,6 +114,7 @@ def test_cached_features_are_the_frozen_base_applied_to_each_flip(small_dataset,
     assert not np.allclose(cache.train[0, picks], cache.train[1, picks])  # flips matter
 
 
+@pytest.mark.slow  # runs MobileNet over the data five times (about 10 s)
 def test_a_cache_is_reused_only_for_the_same_weights_input_size_and_data(small_dataset,
                                                                          tmp_path):
     def build(extractor, spec=FROZEN, dataset=small_dataset):
@@ -97,7 +127,7 @@ def test_a_cache_is_reused_only_for_the_same_weights_input_size_and_data(small_d
     assert not again.built and again.path == first.path
     other_weights = build(_extractor(seed=7))
     assert other_weights.built and other_weights.path != first.path
-    larger = replace(FROZEN, input_size=40)
+    larger = FROZEN.changed(net={"input_size": 40})
     other_size = build(_extractor(spec=larger), spec=larger)
     assert other_size.built and other_size.path not in (first.path, other_weights.path)
     other_data = load_dataset(write_cifar100_archive(

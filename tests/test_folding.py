@@ -3,8 +3,6 @@ precision above it), and label smoothing in the features loop."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import keras
 import numpy as np
 import pytest
@@ -14,7 +12,7 @@ from cifar_core.models.backbone import fold_batch_norm
 from cifar_core.models.builder import build_model, finetune_precision
 from cifar_core.models.specs import get_spec
 from cifar_core.training.config import make_config
-from cifar_core.training.on_features import _smoothed_loss
+from cifar_core.training.objective import objective
 
 CASES = {  # backbone: (application, cut)
     "mobilenet_v1": (keras.applications.MobileNet, "conv_pw_6_relu"),
@@ -92,15 +90,15 @@ def test_model8_builds_its_upper_base_folded_in_the_machines_precision(monkeypat
     assert finetune_precision() == "float32"
     spec = get_spec(8)
     base = build_model(spec, 10, backbone_weights=None).get_layer(
-        f"mobilenet_1.00_{spec.input_size}")
+        f"mobilenet_1.00_{spec.net.input_size}")
     assert isinstance(base.get_layer("conv_pw_7"), keras.layers.Dense)
     assert base.get_layer("conv_pw_7").compute_dtype == "float32"
     monkeypatch.setenv("CIFAR_CORE_FINETUNE_PRECISION", "mixed_bfloat16")
     base = build_model(spec, 10, backbone_weights=None).get_layer(
-        f"mobilenet_1.00_{spec.input_size}")
+        f"mobilenet_1.00_{spec.net.input_size}")
     assert base.get_layer("conv_pw_7").compute_dtype == "bfloat16"
-    unfolded = build_model(replace(spec, fold_batch_norm=False), 10, backbone_weights=None)
-    assert isinstance(unfolded.get_layer(f"mobilenet_1.00_{spec.input_size}")
+    unfolded = build_model(spec.changed(net={"fold_batch_norm": False}), 10, backbone_weights=None)
+    assert isinstance(unfolded.get_layer(f"mobilenet_1.00_{spec.net.input_size}")
                       .get_layer("conv_pw_7"), keras.layers.Conv2D)
     monkeypatch.setenv("CIFAR_CORE_FINETUNE_PRECISION", "half")
     with pytest.raises(ConfigError, match="CIFAR_CORE_FINETUNE_PRECISION"):
@@ -112,19 +110,33 @@ def test_smoothed_loss_is_cross_entropy_against_softened_targets():
     labels = np.array([0, 1])
     targets = 0.9 * np.eye(3)[labels] + 0.1 / 3
     expected = -(targets * np.log(probs)).sum(axis=1).mean()
-    got = float(keras.ops.convert_to_numpy(_smoothed_loss(0.1, 3)(labels, probs)))
+    loss, _, _ = objective(0.1, 3)
+    got = float(keras.ops.convert_to_numpy(loss(labels, probs)))
     assert got == pytest.approx(expected, rel=1e-5)
     plain = -np.log(probs[[0, 1], labels]).mean()
     assert got != pytest.approx(plain, rel=1e-3)
     with pytest.raises(ConfigError, match="label smoothing"):
-        _smoothed_loss(1.0, 3)
+        objective(1.0, 3)
 
 
-def test_label_smoothing_outside_the_features_loop_is_refused(tiny_cifar100, monkeypatch):
+@pytest.mark.slow  # trains
+def test_label_smoothing_end_to_end_logs_the_plain_validation_loss(tiny_cifar100, monkeypatch):
+    """Both paths take the same recipes: model 2 trained end to end with smoothed targets
+    logs as val_loss the plain cross-entropy of its validation images."""
     from cifar_core.data import load_dataset
     from cifar_core.models import specs
     from cifar_core.training.train import train
 
-    monkeypatch.setitem(specs.SPECS, 2, replace(specs.MODEL_2, label_smoothing=0.1))
-    with pytest.raises(ConfigError, match="apply to training on cached"):
-        train(make_config(2, profile="quick", epochs=1), load_dataset(tiny_cifar100))
+    monkeypatch.setitem(specs.SPECS, 2, specs.MODEL_2.changed(recipe={"label_smoothing": 0.2}))
+    dataset = load_dataset(tiny_cifar100)
+    result = train(make_config(2, profile="quick", epochs=1), dataset)
+    row = result.history[0]
+    assert set(row) >= {"loss", "accuracy", "val_loss", "val_accuracy"}
+    assert not any("cross_entropy" in key for key in row)
+    x_val = dataset.x_train[result.split.val_idx]
+    y_val = dataset.y_train[result.split.val_idx]
+    probs = result.model.predict(x_val, verbose=0)
+    plain = float(keras.losses.SparseCategoricalCrossentropy()(y_val, probs))
+    smoothed, _, _ = objective(0.2, probs.shape[1])
+    assert row["val_loss"] == pytest.approx(plain, rel=1e-4)
+    assert row["val_loss"] != pytest.approx(float(smoothed(y_val, probs)), rel=1e-3)

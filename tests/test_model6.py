@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import replace
 
 import keras
 import numpy as np
@@ -70,7 +69,7 @@ def test_fine_tuning_updates_the_base_but_keeps_batch_norm_in_inference_mode():
 
 
 def test_frozen_variant_changes_nothing_but_trainability():
-    frozen = build_model(replace(get_spec(6), freeze_backbone=True), 100,
+    frozen = build_model(get_spec(6).changed(net={"freeze_backbone": True}), 100,
                          backbone_weights=None, seed=1)
     tuned = build_model(get_spec(6), 100, backbone_weights=None, seed=1)
     assert [layer.name for layer in frozen.layers] == [layer.name for layer in tuned.layers]

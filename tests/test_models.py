@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import keras
 import pytest
 from conftest import SHARED_WEIGHTS_V1, require_shared
@@ -27,13 +25,35 @@ def _layers_of(model: keras.Model, kind) -> list:
 
 def test_each_model_is_the_previous_plus_exactly_one_change():
     for number in range(2, 8):
-        before, after = SPECS[number - 1], SPECS[number]
-        changed = {f.name for f in fields(before)
-                   if getattr(before, f.name) != getattr(after, f.name)} - IDENTITY_FIELDS
+        before, after = SPECS[number - 1].to_dict(), SPECS[number].to_dict()
+        changed = {name for name in before if before[name] != after[name]} - IDENTITY_FIELDS
         if number == 6:  # the pretrained base comes with its fine-tuning step size
             assert changed == {"stem", "learning_rate"}
         else:
             assert len(changed) == 1, (number, changed)
+
+
+def test_model8_is_a_short_diff_of_model6():
+    """Model 8 derives from model 6; what it changes is a recipe, not a new model."""
+    before, after = SPECS[6].to_dict(), SPECS[8].to_dict()
+    changed = {name for name in before if before[name] != after[name]} - IDENTITY_FIELDS
+    assert changed == {"input_size", "frozen_through", "fold_batch_norm", "pooling",
+                       "hidden_units", "vertical_flips", "feature_shift", "learning_rate",
+                       "lr_schedule", "head_warmup_epochs", "label_smoothing",
+                       "test_time_flips", "epochs", "batch_size", "patience",
+                       "validation_fraction"}
+
+
+def test_a_spec_records_flat_under_the_names_of_every_earlier_version():
+    """config.json keeps the flat field names, so runs written before the spec had parts
+    still compare field by field; a part that does not exist is refused."""
+    from cifar_core.models.specs import flat_defaults
+
+    recorded = SPECS[5].to_dict()
+    assert recorded["augment_flips"] is True and "flips" not in recorded
+    assert set(flat_defaults()) == set(recorded) - IDENTITY_FIELDS
+    with pytest.raises(ConfigError, match="no part"):
+        SPECS[5].changed(head={"units": 3})
 
 
 @pytest.mark.parametrize("number", [1, 2, 3, 4, 5])
@@ -46,11 +66,11 @@ def test_small_models_have_the_layers_of_their_spec(number, num_classes):
     assert [(c.filters, c.kernel_size) for c in conv] == [(10, (2, 2))]
     assert len(_layers_of(model, keras.layers.MaxPooling2D)) == 1
     dense = _layers_of(model, keras.layers.Dense)
-    assert [d.units for d in dense] == [*spec.hidden_units, num_classes]
+    assert [d.units for d in dense] == [*spec.net.hidden_units, num_classes]
     assert all(d.activation.__name__ == "relu" for d in dense[:-1])
     assert dense[-1].activation.__name__ == "softmax"
     dropouts = _layers_of(model, keras.layers.Dropout)
-    assert [d.rate for d in dropouts] == ([0.2] * len(spec.hidden_units) if number >= 4 else [])
+    assert [d.rate for d in dropouts] == ([0.2] * len(spec.net.hidden_units) if number >= 4 else [])
     flips = _layers_of(model, keras.layers.RandomFlip)
     # Two independent coins (horizontal, vertical): all four flip variants, as in the report.
     assert sorted(f.mode for f in flips) == (["horizontal", "vertical"] if number >= 5 else [])
@@ -68,9 +88,9 @@ def test_mobilenet_models_reuse_the_base_and_keep_the_head(number):
 
 
 def test_frozen_variant_freezes_only_the_base():
-    from dataclasses import replace
 
-    model = build_model(replace(get_spec(6), freeze_backbone=True), 20, backbone_weights=None)
+    frozen = get_spec(6).changed(net={"freeze_backbone": True})
+    model = build_model(frozen, 20, backbone_weights=None)
     assert not model.get_layer("mobilenet_1.00_32").trainable
     assert model.get_layer("classifier").trainable
 

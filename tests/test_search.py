@@ -218,7 +218,7 @@ def test_full_mode_trials_fine_tune_the_whole_network(tiny_cifar100):
     model = runner.last_model
     assert [model.get_layer(n).units for n in ("hidden_1", "hidden_2")] == [64, 32]
     base = model.get_layer("mobilenet_1.00_32")
-    pretrained = build_model(trial_config.spec(), 100, backbone_weights=weights)
+    pretrained = build_model(trial_config.spec, 100, backbone_weights=weights)
     assert base.trainable
     assert not np.allclose(
         keras.ops.convert_to_numpy(base.get_layer("conv_pw_13").kernel),
@@ -297,7 +297,7 @@ def test_cached_trials_run_their_hidden_layers_in_the_chosen_precision(monkeypat
 
     monkeypatch.setenv("CIFAR_CORE_HEAD_PRECISION", "mixed_bfloat16")
     assert head_precision() == "mixed_bfloat16"
-    head = build_head(make_config(7).spec(), 10, (1024,), dtype=head_precision())
+    head = build_head(make_config(7).spec, 10, (1024,), dtype=head_precision())
     assert head.get_layer("hidden_1").compute_dtype == "bfloat16"
     assert head.get_layer("hidden_1").variable_dtype == "float32"
     assert head.get_layer("classifier").compute_dtype == "float32"  # softmax in float32

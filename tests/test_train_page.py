@@ -122,10 +122,10 @@ def test_freeze_base_and_the_defaults_follow_the_model(artifacts, tiny_cifar100)
         assert freeze.help == effect or "no MobileNet base" in freeze.help
     assert "whole MobileNet base" in freeze.help  # model 8: its fine-tuned part frozen too
     app.selectbox(key="train_profile").set_value("seed").run()  # model 8's own budget
-    assert app.number_input(key="train_epochs").proto.placeholder == str(SPECS[8].epochs)
+    assert app.number_input(key="train_epochs").proto.placeholder == str(SPECS[8].budget.epochs)
     assert not any("this job:" in text for text in texts(app.caption))
     app.selectbox(key="train_profile").set_value("quick").run()
-    assert any(f"this job: 3 epochs instead of {SPECS[8].epochs}" in text
+    assert any(f"this job: 3 epochs instead of {SPECS[8].budget.epochs}" in text
                for text in texts(app.caption))
 
 

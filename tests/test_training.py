@@ -223,7 +223,7 @@ def test_evaluation_reports_its_batches(tiny):
     from cifar_core.models.builder import build_model
     from cifar_core.training.evaluate import predict_probabilities
 
-    model = build_model(make_config(1).spec(), 100)
+    model = build_model(make_config(1).spec, 100)
     calls = []
     probs = predict_probabilities(model, tiny.x_test[:130], batch_size=50,
                                   on_batch=lambda done, total: calls.append((done, total)))

@@ -69,7 +69,7 @@ def test_a_models_own_budget_is_named_when_the_profile_changes_it():
     quick = make_config(8, profile="quick")
     text = describe_change(quick)
     assert text.startswith(spec.change)
-    assert f"this job: {quick.epochs} epochs instead of {spec.epochs}" in text
+    assert f"this job: {quick.epochs} epochs instead of {spec.budget.epochs}" in text
     assert "20% held out for validation instead of 10%" in text
     assert describe_change(make_config(8, profile="seed")) == spec.change  # its own protocol
     assert describe_change(make_config(1, profile="quick")) == SPECS[1].change
@@ -91,10 +91,10 @@ def test_training_in_words_follows_the_config():
 @pytest.mark.parametrize("model", sorted(SPECS))
 def test_freeze_base_is_described_for_each_model_with_a_base(model):
     effect = freeze_base_effect(model)
-    if SPECS[model].stem != "mobilenet":
+    if SPECS[model].net.stem != "mobilenet":
         assert effect is None
         return
     assert "MobileNet base" in effect
     make_config(model, freeze_base=True)  # it applies: the config is accepted
-    if SPECS[model].frozen_through:  # model 8: the part it fine-tunes is frozen too
-        assert "whole MobileNet base" in effect and f"{SPECS[model].input_size} px" in effect
+    if SPECS[model].net.frozen_through:  # model 8: the part it fine-tunes is frozen too
+        assert "whole MobileNet base" in effect and f"{SPECS[model].net.input_size} px" in effect

@@ -42,11 +42,12 @@ from cifar_core.features.graph import (
     trunk_model,
     uses_frozen_features,
 )
-from cifar_core.features.sources import CachedSource, ImageSource
+from cifar_core.features.sources import CachedSource, FlipBatches, ImageSource
 
 __all__ = [
-    "FLIP_VARIANTS", "CachedSource", "FeatureCache", "FlipSampler", "ImageSource", "base_layer",
+    "FLIP_VARIANTS", "CachedSource", "FeatureCache", "FlipBatches", "FlipSampler", "ImageSource",
+    "base_layer",
     "cache_key", "cache_name", "cut_layer", "cut_out", "feature_extractor", "features_root",
-    "flip_images", "flip_variants", "head_model", "load_or_build_features", "translate",
-    "trunk_input", "trunk_model", "uses_frozen_features", "weights_sha256",
+    "flip_images", "flip_variants", "head_model", "load_or_build_features",
+    "translate", "trunk_input", "trunk_model", "uses_frozen_features", "weights_sha256",
 ]

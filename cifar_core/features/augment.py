@@ -101,4 +101,4 @@ def cut_out(batch: np.ndarray, centers: np.ndarray, size: int) -> np.ndarray:
 
 def flip_variants(spec: ModelSpec) -> tuple[str, ...]:
     """The flip variants the spec's augmentation draws from (a prefix of ``FLIP_VARIANTS``)."""
-    return FLIP_VARIANTS if spec.vertical_flips else FLIP_VARIANTS[:2]
+    return FLIP_VARIANTS if spec.aug.vertical_flips else FLIP_VARIANTS[:2]

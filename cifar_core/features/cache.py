@@ -99,9 +99,9 @@ def cache_key(spec: ModelSpec, extractor: keras.Model, dataset: Dataset) -> dict
     cut = cut_layer(spec)
     return {
         "format": CACHE_FORMAT,
-        "backbone": spec.backbone,
-        "alpha": spec.backbone_alpha,
-        "input_size": spec.input_size,
+        "backbone": spec.net.backbone,
+        "alpha": spec.net.backbone_alpha,
+        "input_size": spec.net.input_size,
         "preprocess": PREPROCESS,
         "cut": cut,
         "variants": list(flip_variants(spec)),

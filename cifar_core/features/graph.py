@@ -9,32 +9,27 @@ whatever trains on the stored outputs trains the end-to-end model's own layers.
 
 from __future__ import annotations
 
-from dataclasses import fields
-
 import keras
 
 from cifar_core.models.specs import ModelSpec
 
 
 def uses_frozen_features(spec: ModelSpec) -> bool:
-    """A frozen backbone, or a frozen lower part of one, whose only augmentation is flips:
-    its features can be precomputed.
+    """A frozen backbone, or a frozen lower part of one: its features can be precomputed.
 
-    Any other ``augment_*`` option of the spec (none exists yet) makes inputs unbounded and
-    rules the cache out.
+    Every augmentation a spec can name (``Augmentation``) works on cached features: a flip
+    picks one of the cached variants, shifts and cutout act on the cached maps. An image-level
+    augmentation added there would make the inputs unbounded and must rule the cache out here.
     """
-    if spec.stem != "mobilenet" or not (spec.freeze_backbone or spec.frozen_through):
-        return False
-    other = [f.name for f in fields(spec)
-             if f.name.startswith("augment_") and f.name != "augment_flips"]
-    return not any(getattr(spec, name) for name in other)
+    net = spec.net
+    return net.stem == "mobilenet" and bool(net.freeze_backbone or net.frozen_through)
 
 
 # --- the parts of a built model ------------------------------------------------------------
 
 def cut_layer(spec: ModelSpec) -> str | None:
     """The base layer whose output is cached: None for the whole base (frozen base)."""
-    return None if spec.freeze_backbone else spec.frozen_through
+    return None if spec.net.freeze_backbone else spec.net.frozen_through
 
 
 def trunk_input(model: keras.Model):

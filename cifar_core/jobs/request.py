@@ -95,12 +95,10 @@ def _check_batch_size(config: TrainConfig, data_source: str | None) -> None:
     is left to the job, whose loading explains what is missing.
     """
     from cifar_core.data import count_training_images, training_split_size
-    from cifar_core.training.config import validate_config
 
     available = count_training_images(data_source)
     if available:
-        validate_config(config, num_train=training_split_size(available,
-                                                              config.validation_fraction))
+        config.check_fits(training_split_size(available, config.validation_fraction))
 
 
 def build_request(*, model: int, labels: str = "fine", profile: str = "quick",
@@ -123,7 +121,7 @@ def build_request(*, model: int, labels: str = "fine", profile: str = "quick",
     config = make_config(model, labels=labels, profile=profile, **overrides,
                          backbone_weights=weights)
     search = sorted(set(overrides) & set(SEARCH_OVERRIDES))
-    if search and not config.spec().hyperparameter_search:
+    if search and not config.spec.recipe.hyperparameter_search:
         raise ConfigError(f"{', '.join(search)}: search settings apply only to model 7 (its "
                           f"hyperparameter search), not model {config.model}")
     data_source = _resolve_data(data)

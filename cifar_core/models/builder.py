@@ -25,27 +25,27 @@ def build_model(spec: ModelSpec, num_classes: int, *, backbone_weights: str | No
     """Build (uncompiled) the network described by ``spec`` with ``num_classes`` outputs."""
     inputs = keras.Input(INPUT_SHAPE, name="image")
     x = inputs
-    if spec.augment_flips:
+    if spec.aug.flips:
         # Active in training only; flips commute with the per-pixel scaling below.
-        x = flip_augmentation(seed, vertical=spec.vertical_flips)(x)
-    if spec.stem == "conv":
+        x = flip_augmentation(seed, vertical=spec.aug.vertical_flips)(x)
+    if spec.net.stem == "conv":
         x = keras.layers.Rescaling(1 / 255, name="scale_0_1")(x)
-        x = keras.layers.Conv2D(spec.conv_filters, spec.conv_kernel, activation="relu",
+        x = keras.layers.Conv2D(spec.net.conv_filters, spec.net.conv_kernel, activation="relu",
                                 name="conv")(x)
         x = keras.layers.MaxPooling2D(name="pool")(x)
     else:
         # MobileNet expects inputs in [-1, 1].
         x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="mobilenet_preprocess")(x)
-        if spec.input_size != INPUT_SHAPE[0]:
-            x = keras.layers.Resizing(spec.input_size, spec.input_size,
+        if spec.net.input_size != INPUT_SHAPE[0]:
+            x = keras.layers.Resizing(spec.net.input_size, spec.net.input_size,
                                       interpolation="bilinear", name="upsample")(x)
-        base = make_backbone(spec.backbone, input_size=spec.input_size,
-                             weights=backbone_weights, alpha=spec.backbone_alpha)
-        if spec.fold_batch_norm and spec.frozen_through is not None:
-            base = fold_batch_norm(base, spec.frozen_through, dtype=finetune_precision())
-        base.trainable = not spec.freeze_backbone
-        if spec.frozen_through is not None:
-            freeze_through(base, spec.frozen_through)
+        base = make_backbone(spec.net.backbone, input_size=spec.net.input_size,
+                             weights=backbone_weights, alpha=spec.net.backbone_alpha)
+        if spec.net.fold_batch_norm and spec.net.frozen_through is not None:
+            base = fold_batch_norm(base, spec.net.frozen_through, dtype=finetune_precision())
+        base.trainable = not spec.net.freeze_backbone
+        if spec.net.frozen_through is not None:
+            freeze_through(base, spec.net.frozen_through)
         keep_batch_norm_in_inference_mode(base)
         # training=False keeps batch norm in inference mode, also while fine-tuning: Keras's
         # recommended way, and required by weights whose batch norm is folded into the bias.
@@ -128,16 +128,16 @@ def add_head(x, spec: ModelSpec, num_classes: int, *, seed: int | None = None,
     have the same layers under the same names. ``dtype`` is the hidden layers' precision
     policy (e.g. ``"mixed_bfloat16"``); the softmax layer always computes in float32.
     """
-    if spec.pooling == "average":
+    if spec.net.pooling == "average":
         x = keras.layers.GlobalAveragePooling2D(name="average_pool")(x)
     else:
         x = keras.layers.Flatten(name="flatten")(x)
-    for i, units in enumerate(spec.hidden_units, start=1):
+    for i, units in enumerate(spec.net.hidden_units, start=1):
         x = keras.layers.Dense(units, activation="relu", name=f"hidden_{i}", dtype=dtype)(x)
-        if spec.dropout:
-            x = keras.layers.Dropout(spec.dropout, seed=seed, name=f"dropout_{i}")(x)
-    if spec.dropout and not spec.hidden_units:  # no hidden layer: dropout on the features
-        x = keras.layers.Dropout(spec.dropout, seed=seed, name="dropout_features")(x)
+        if spec.net.dropout:
+            x = keras.layers.Dropout(spec.net.dropout, seed=seed, name=f"dropout_{i}")(x)
+    if spec.net.dropout and not spec.net.hidden_units:  # no hidden layer: dropout on the features
+        x = keras.layers.Dropout(spec.net.dropout, seed=seed, name="dropout_features")(x)
     return keras.layers.Dense(num_classes, activation="softmax", name="classifier")(x)
 
 

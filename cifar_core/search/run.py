@@ -55,7 +55,6 @@ from cifar_core.search.state import (
 )
 from cifar_core.search.trials import make_runner
 from cifar_core.search.tuners import CrossValidatedTuner, stage_oracle, unwrap_fatal
-from cifar_core.training.config import validate_config
 
 ENV_MIN_WORKERS = "CIFAR_CORE_SEARCH_MIN_WORKERS"  # chief: wait for this many workers
 _ENDED = ("COMPLETED", "FAILED", "INVALID", "STOPPED")  # keras-tuner trial statuses
@@ -289,7 +288,6 @@ def run_model7_search(config, dataset: Dataset, *, writer, log: Callable[[str], 
     ``learning_rate`` and ``optimizer`` and the resolved ``search_mode``; in cached mode it also
     asks for ``warm_start`` (the head first, on the frozen features the trials used).
     """
-    validate_config(config)
     config = replace(config, search_mode=resolve_search_mode(config.search_mode))
     role = distributed.distributed_role()
     if role == "worker":
@@ -304,7 +302,7 @@ def run_model7_search(config, dataset: Dataset, *, writer, log: Callable[[str], 
         # final run first trains such a head (warm start), then fine-tunes everything at that
         # step capped at model 6's (the largest measured to leave the pretrained base intact;
         # the trials never fine-tuned, so they cannot tell a larger one is safe).
-        cap = config.spec().learning_rate
+        cap = config.spec.recipe.learning_rate
         chosen = replace(chosen, warm_start=True, head_learning_rate=chosen.learning_rate,
                          learning_rate=min(chosen.learning_rate, cap))
     return chosen
@@ -338,7 +336,6 @@ def run_worker(config, dataset: Dataset, *, log: Callable[[str], None] = print) 
         raise ConfigError("a worker needs keras-tuner's variables with a non-chief tuner id "
                           f"({distributed.ENV_TUNER_ID}, {distributed.ENV_ORACLE_IP}, "
                           f"{distributed.ENV_ORACLE_PORT})")
-    validate_config(config)
     config = replace(config, search_mode=resolve_search_mode(config.search_mode))
     settings = search_settings(config, dataset)
     base_id = os.environ[distributed.ENV_TUNER_ID]

@@ -40,7 +40,7 @@ def search_settings(config, dataset) -> dict:
     trial counts (``search_trials``, ``grid_trials``) are not in it: a restart may extend."""
     from cifar_core.search.trials import head_precision  # TensorFlow; only when searching
 
-    spec = config.spec()
+    spec = config.spec
     weights = weights_identity(config.backbone_weights)
     return {
         "mode": config.search_mode,
@@ -55,8 +55,8 @@ def search_settings(config, dataset) -> dict:
         "labels": config.labels,
         "validation_fraction": config.validation_fraction,
         "freeze_base": config.freeze_base,
-        "backbone": spec.backbone,
-        "input_size": spec.input_size,
+        "backbone": spec.net.backbone,
+        "input_size": spec.net.input_size,
         "weights": weights["sha256"] or weights["weights"],
         "data_sha256": dataset.content_hash if dataset is not None else None,
         # the cached trials' hidden-layer precision (full-mode trials train in float32)

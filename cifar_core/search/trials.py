@@ -21,7 +21,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -38,9 +38,9 @@ from cifar_core.models.builder import (
     make_optimizer,
 )
 from cifar_core.models.precision import fast_precision
+from cifar_core.search.head_loop import fit_head
 from cifar_core.search.space import apply_values
 from cifar_core.settings import ENV_HEAD_PRECISION
-from cifar_core.training.on_features import fit_on_flips
 from cifar_core.training.seeding import set_global_seed
 from cifar_core.training.train import EpochRecorder, labels_for
 
@@ -199,7 +199,7 @@ class CachedTrialRunner(TrialRunner):
     def __init__(self, config, dataset: Dataset, *, log: Callable[[str], None] = print,
                  on_features: Callable[[int, int], None] | None = None):
         super().__init__(config, dataset, log=log)
-        spec = replace(config.spec(), freeze_backbone=True)
+        spec = config.spec.changed(net={"freeze_backbone": True})
         set_global_seed(config.seed)
         model = build_model(spec, self.num_outputs, backbone_weights=config.backbone_weights,
                             seed=config.seed)
@@ -210,17 +210,17 @@ class CachedTrialRunner(TrialRunner):
         del model
 
     def run_fold(self, trial_config, settings, train_rows, val_rows, seed):
-        spec = trial_config.spec()
+        spec = trial_config.spec
         head = build_head(spec, self.num_outputs, self.cache.feature_shape,
                           seed=trial_config.seed, dtype=head_precision())
         optimizer = make_optimizer(trial_config.optimizer, trial_config.learning_rate)
         steps = int(np.ceil(len(train_rows) / settings.batch_size))
         recorder, callbacks = self._callbacks(settings, steps)
-        fit_on_flips(head, source=self.source, train_rows=train_rows,
-                     y_train=self.all_labels[train_rows], val_rows=val_rows,
-                     y_val=self.all_labels[val_rows], epochs=settings.epochs,
-                     batch_size=settings.batch_size, optimizer=optimizer, seed=seed,
-                     callbacks=callbacks, validate_each_epoch=settings.validate_each_epoch)
+        fit_head(head, source=self.source, train_rows=train_rows,
+                 y_train=self.all_labels[train_rows], val_rows=val_rows,
+                 y_val=self.all_labels[val_rows], epochs=settings.epochs,
+                 batch_size=settings.batch_size, optimizer=optimizer, seed=seed,
+                 callbacks=callbacks, validate_each_epoch=settings.validate_each_epoch)
         return recorder.rows
 
 
@@ -233,7 +233,7 @@ class FullTrialRunner(TrialRunner):
     def run_fold(self, trial_config, settings, train_rows, val_rows, seed):
         x = self.dataset.x_train
         with distribution_scope():
-            model = build_model(trial_config.spec(), self.num_outputs,
+            model = build_model(trial_config.spec, self.num_outputs,
                                 backbone_weights=trial_config.backbone_weights,
                                 seed=trial_config.seed)
             compile_model(model, optimizer=trial_config.optimizer,

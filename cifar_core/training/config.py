@@ -6,10 +6,11 @@ Every value is validated here, before any data is loaded or any model built.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
+from functools import cached_property
 
 from cifar_core.errors import ConfigError
-from cifar_core.models.specs import ModelSpec, get_spec
+from cifar_core.models.specs import Budget, ModelSpec, get_spec
 
 LABEL_SETS = ("fine", "coarse")
 DEFAULT_SEED = 42  # one global seed for Python, NumPy and TensorFlow, as in the report
@@ -27,7 +28,7 @@ PROFILES: dict[str, dict] = {
               "grid_trials": 4},
 }
 # What a spec may set for the seed profile (model 8's own budget; None: the profile's).
-SPEC_BUDGET = ("epochs", "batch_size", "patience", "validation_fraction")
+SPEC_BUDGET = tuple(f.name for f in fields(Budget))
 SEARCH_MODES = ("auto", "cached", "full")  # auto: cached on CPU, full where a GPU is visible
 # Model 7's search settings: (CLI flag, lowest, highest); the Train page's fields use them too.
 SEARCH_LIMITS = {
@@ -48,7 +49,8 @@ SEARCH_TOP_TRIALS = 3
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """What one training run does; saved in ``config.json``."""
+    """What one training run does; saved in ``config.json``. It checks itself when made
+    (a ``ConfigError`` naming the setting), so a config that exists is a valid one."""
 
     model: int
     labels: str = "fine"
@@ -86,17 +88,23 @@ class TrainConfig:
     warm_start: bool = False
     head_learning_rate: float | None = None  # warm start: the head phase's (None: the same)
 
+    def __post_init__(self):
+        # JSON and the CLI give lists; a head is a tuple (hashable, comparable).
+        if isinstance(self.hidden_units, list):
+            object.__setattr__(self, "hidden_units", tuple(self.hidden_units))
+        _check(self)
+
+    @cached_property
     def spec(self) -> ModelSpec:
-        """The model spec with this config's head and freezing applied."""
-        spec = get_spec(self.model)
-        changes = {}
-        if self.hidden_units is not None:
-            changes["hidden_units"] = tuple(self.hidden_units)
-        if self.dropout is not None:
-            changes["dropout"] = self.dropout
-        if self.freeze_base:
-            changes["freeze_backbone"] = True
-        return replace(spec, **changes) if changes else spec
+        """The model spec with this config's head and freezing applied (derived once)."""
+        return resolve_spec(self.model, hidden_units=self.hidden_units, dropout=self.dropout,
+                            freeze_base=self.freeze_base)
+
+    def check_fits(self, num_train: int) -> None:
+        """Refuse a batch larger than the ``num_train`` images training will have."""
+        if self.batch_size > num_train:
+            raise ConfigError(f"batch size {self.batch_size} is larger than the {num_train} "
+                              "training images")
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -121,22 +129,33 @@ class TrainConfig:
         values = dict(data)
         if values.get("hidden_units") is not None:
             values["hidden_units"] = tuple(values["hidden_units"])
-        if isinstance(values["model"], bool) or not isinstance(values["model"], int):
-            raise ConfigError(f"the config's model must be a number, got {values['model']!r}")
-        get_spec(values["model"])  # an unknown model: ConfigError naming the models
-        config = cls(**values)
-        validate_config(config)
-        return config
+        return cls(**values)  # checks itself: an unknown model, a value out of range
+
+
+def resolve_spec(model: int, *, hidden_units=None, dropout: float | None = None,
+                 freeze_base: bool = False) -> ModelSpec:
+    """Model ``model``'s spec with a config's head (model 7's search) and freezing applied:
+    what ``TrainConfig.spec`` is, and what a recorded run is compared with."""
+    spec = get_spec(model)
+    net = {}
+    if hidden_units is not None:
+        net["hidden_units"] = tuple(hidden_units)
+    if dropout is not None:
+        net["dropout"] = dropout
+    if freeze_base:
+        net["freeze_backbone"] = True
+    return spec.changed(net=net) if net else spec
 
 
 def current_spec_for_run(model: int, hyperparameters: dict) -> ModelSpec:
     """The spec today's code gives a run of ``model`` with these recorded hyperparameters
     (``config.json``): the model's spec with the run's own head and freezing overrides, so a
     run can be compared with it field by field (``cifar_core.models.specs.spec_differences``).
-    ``TrainConfig.spec`` alone decides which recorded values shape the spec."""
-    known = {f.name for f in fields(TrainConfig)} - {"model"}
-    return TrainConfig(model=model, **{k: v for k, v in hyperparameters.items()
-                                       if k in known and v is not None}).spec()
+    Built without a ``TrainConfig``: a run's recorded values need not pass today's checks to
+    be compared."""
+    return resolve_spec(model, hidden_units=hyperparameters.get("hidden_units"),
+                        dropout=hyperparameters.get("dropout"),
+                        freeze_base=bool(hyperparameters.get("freeze_base")))
 
 
 def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
@@ -151,20 +170,24 @@ def make_config(model: int, *, labels: str = "fine", profile: str = "seed",
         raise ConfigError(f"unknown settings: {sorted(unknown)}")
     # The spec's step size is for what it trains; with the base frozen only a new head
     # learns, so it gets the head's step of models 1-5 (Adam's default 1e-3).
-    learning_rate = HEAD_LEARNING_RATE if overrides.get("freeze_base") else spec.learning_rate
+    learning_rate = (HEAD_LEARNING_RATE if overrides.get("freeze_base")
+                     else spec.recipe.learning_rate)
     budget = {}  # a model with its own training budget (model 8) keeps it in the seed profile
     if profile == "seed":
-        budget = {k: getattr(spec, k) for k in SPEC_BUDGET if getattr(spec, k) is not None}
-    values = {"learning_rate": learning_rate, "optimizer": spec.optimizer,
+        budget = {k: getattr(spec.budget, k) for k in SPEC_BUDGET
+                  if getattr(spec.budget, k) is not None}
+    values = {"learning_rate": learning_rate, "optimizer": spec.recipe.optimizer,
               **PROFILES[profile], **budget,
               **{k: v for k, v in overrides.items() if v is not None}}
-    config = TrainConfig(model=spec.number, labels=labels, profile=profile, **values)
-    validate_config(config)
-    return config
+    return TrainConfig(model=spec.number, labels=labels, profile=profile, **values)
 
 
-def validate_config(config: TrainConfig, *, num_train: int | None = None) -> None:
-    """Refuse out-of-range values with a message naming the setting."""
+def _check(config: TrainConfig) -> None:
+    """Refuse out-of-range values with a message naming the setting (``TrainConfig`` runs
+    this when it is made: a config that exists is a valid one)."""
+    if isinstance(config.model, bool) or not isinstance(config.model, int):
+        raise ConfigError(f"the config's model must be a number, got {config.model!r}")
+    get_spec(config.model)  # an unknown model: ConfigError naming the models
     if config.labels not in LABEL_SETS:
         raise ConfigError(f"unknown label set {config.labels!r}; choose fine or coarse")
     for name in ("epochs", "batch_size"):
@@ -192,23 +215,20 @@ def validate_config(config: TrainConfig, *, num_train: int | None = None) -> Non
         raise ConfigError(f"dropout must lie in [0, 1), got {config.dropout}")
     if config.hidden_units is not None and any(u < 1 for u in config.hidden_units):
         raise ConfigError("hidden units must be positive")
-    validate_search_settings(config)
-    if config.warm_start and config.spec().head_warmup_epochs:
+    _check_search_settings(config)
+    if config.warm_start and config.spec.recipe.head_warmup_epochs:
         raise ConfigError(f"--warm-start does not apply to model {config.model}: it warms its "
                           "head up itself")
-    if config.warm_start and (config.spec().stem != "mobilenet" or config.freeze_base):
+    if config.warm_start and (config.spec.net.stem != "mobilenet" or config.freeze_base):
         raise ConfigError("--warm-start only applies to fine-tuning a backbone model "
                           f"(models 6-7 without --freeze-base), not model {config.model}"
                           + (" with --freeze-base" if config.freeze_base else ""))
-    if config.freeze_base and config.spec().stem != "mobilenet":
+    if config.freeze_base and config.spec.net.stem != "mobilenet":
         raise ConfigError(f"--freeze-base only applies to backbone models, not model "
                           f"{config.model}")
-    if num_train is not None and config.batch_size > num_train:
-        raise ConfigError(f"batch size {config.batch_size} is larger than the {num_train} "
-                          "training images")
 
 
-def validate_search_settings(config: TrainConfig) -> None:
+def _check_search_settings(config: TrainConfig) -> None:
     """Model 7's search settings: positive, bounded, a known mode."""
     if config.search_mode not in SEARCH_MODES:
         raise ConfigError(f"unknown search mode {config.search_mode!r}; choose one of "
@@ -335,21 +355,22 @@ def describe_change(config: TrainConfig) -> str:
     named after it.
     """
     spec = get_spec(config.model)
-    if spec.hyperparameter_search:
+    if spec.recipe.hyperparameter_search:
         change = (f"head and training hyperparameters chosen by RandomSearch "
                   f"({_count(config.search_trials, 'trial')}, {config.search_folds}-fold CV) "
                   "then GridSearch")
     else:
         change = spec.change
-    differences = [_BUDGET_WORDS[name](getattr(config, name), getattr(spec, name))
+    own = spec.budget
+    differences = [_BUDGET_WORDS[name](getattr(config, name), getattr(own, name))
                    for name in SPEC_BUDGET
-                   if getattr(spec, name) is not None
-                   and getattr(config, name) != getattr(spec, name)]
+                   if getattr(own, name) is not None
+                   and getattr(config, name) != getattr(own, name)]
     if config.freeze_base:
         differences.append("the base frozen (only the head trains)")
-    if not spec.hyperparameter_search and config.learning_rate != spec.learning_rate:
+    if not spec.recipe.hyperparameter_search and config.learning_rate != spec.recipe.learning_rate:
         differences.append(f"learning rate {config.learning_rate:g} instead of "
-                           f"{spec.learning_rate:g}")
+                           f"{spec.recipe.learning_rate:g}")
     if differences:
         change += "; this job: " + ", ".join(differences)
     return change
@@ -358,17 +379,17 @@ def describe_change(config: TrainConfig) -> str:
 def describe_training(config: TrainConfig) -> str:
     """The training values ``config`` uses, in one sentence (epochs, batch, early stopping,
     optimizer and step, the validation share)."""
-    spec = config.spec()
+    spec = config.spec
     parts = [(f"up to {_count(config.epochs, 'epoch')}" if config.patience
               else _count(config.epochs, "epoch")) + f" at batch {config.batch_size}",
              (f"early stopping after {_count(config.patience, 'epoch')} without a better "
               "validation loss") if config.patience else "no early stopping"]
-    if spec.hyperparameter_search:
+    if spec.recipe.hyperparameter_search:
         parts.append("optimizer and learning rate chosen by the search")
     else:
         optimizer = _OPTIMIZER_NAMES.get(config.optimizer, config.optimizer)
         parts.append(f"{optimizer} at learning rate {config.learning_rate:g}"
-                     + (" with cosine decay" if spec.lr_schedule == "cosine" else ""))
+                     + (" with cosine decay" if spec.recipe.lr_schedule == "cosine" else ""))
     parts.append(f"{_percent(config.validation_fraction)} of each class held out for "
                  "validation")
     return "Training: " + ", ".join(parts) + "."
@@ -378,16 +399,16 @@ def freeze_base_effect(model: int) -> str | None:
     """What ``--freeze-base`` does to ``model``, in words; None where it does not apply (no
     MobileNet base)."""
     spec = get_spec(model)
-    if spec.stem != "mobilenet":
+    if spec.net.stem != "mobilenet":
         return None
-    if spec.hyperparameter_search:
+    if spec.recipe.hyperparameter_search:
         return ("Keep the MobileNet base frozen (a feature extractor): the head the search "
                 "chooses is trained on top of it, instead of fine-tuning the whole network.")
-    if spec.frozen_through:
+    if spec.net.frozen_through:
         return (f"Freeze the whole MobileNet base: only the head trains, at Adam "
                 f"{HEAD_LEARNING_RATE:g}, on cached features of the whole base at "
-                f"{spec.input_size} px, instead of fine-tuning the base above its frozen lower "
-                "part" + (" after a head warm-up" if spec.head_warmup_epochs else "") + ".")
+                f"{spec.net.input_size} px, instead of fine-tuning the base above its frozen lower "
+                "part" + (" after a head warm-up" if spec.recipe.head_warmup_epochs else "") + ".")
     return (f"Keep the MobileNet base frozen (a feature extractor): only the head trains, at "
             f"Adam {HEAD_LEARNING_RATE:g}, instead of fine-tuning the whole base at "
-            f"{spec.learning_rate:g}.")
+            f"{spec.recipe.learning_rate:g}.")

@@ -10,10 +10,10 @@ import keras
 import numpy as np
 
 from cifar_core.data.dataset import Dataset, stratified_split
-from cifar_core.errors import ConfigError
 from cifar_core.features import uses_frozen_features
-from cifar_core.models.builder import build_model, compile_model, distribution_scope
-from cifar_core.training.config import TrainConfig, validate_config
+from cifar_core.models.builder import build_model, distribution_scope
+from cifar_core.training.config import TrainConfig
+from cifar_core.training.objective import objective, recipe_optimizer
 from cifar_core.training.on_features import train_on_features
 from cifar_core.training.result import EpochRecorder, TrainResult
 from cifar_core.training.seeding import set_global_seed
@@ -42,13 +42,15 @@ def train(config: TrainConfig, dataset: Dataset, *,
 
     The report's protocol: Adam, sparse categorical cross-entropy, early stopping on
     validation loss (patience ``config.patience``) restoring the best weights, one seed.
-    A frozen MobileNet base with flip augmentation trains its head on cached base features
-    (``cifar_core.training.on_features``; ``on_features`` reports their computation, ``log``
-    its phases) with the same protocol and returns the same end-to-end model.
+    A spec whose frozen part can be cached (a frozen MobileNet base, or model 8's base frozen
+    through a layer) trains the rest on cached features (``cifar_core.training.on_features``;
+    ``on_features`` reports their computation, ``log`` its phases) and returns the same
+    end-to-end model. Both paths run Keras ``fit`` with the recipe's optimizer, schedule,
+    weight averaging and loss (``cifar_core.training.objective``).
     """
     split = stratified_split(dataset.y_train, seed=config.seed,
                              validation_fraction=config.validation_fraction)
-    validate_config(config, num_train=len(split.train_idx))
+    config.check_fits(len(split.train_idx))
     set_global_seed(config.seed)
     y_all = labels_for(dataset, config.labels)
     x_train, y_train = dataset.x_train[split.train_idx], y_all[split.train_idx]
@@ -56,14 +58,11 @@ def train(config: TrainConfig, dataset: Dataset, *,
     num_outputs = dataset.num_classes if config.labels == "fine" else len(
         dataset.superclass_names)
 
-    if uses_frozen_features(config.spec()):
+    if uses_frozen_features(config.spec):
         return train_on_features(config, dataset, split, num_outputs=num_outputs, y_all=y_all,
                                  on_epoch=on_epoch, on_batch=on_batch, on_features=on_features,
                                  verbose=verbose, log=log)
 
-    if config.spec().label_smoothing or config.spec().weight_ema:  # the features loop's
-        raise ConfigError("label smoothing and weight averaging apply to training on cached "
-                          "features (a base frozen through a layer) only")
     warm = None
     if config.warm_start:
         # Phase 1: the head alone, on cached frozen-base features (seconds per epoch).
@@ -74,15 +73,20 @@ def train(config: TrainConfig, dataset: Dataset, *,
                                  on_batch=on_batch, on_features=on_features, verbose=verbose)
         set_global_seed(config.seed)
     with distribution_scope():  # several GPUs: MirroredStrategy; otherwise a no-op
-        model = build_model(config.spec(), num_outputs,
+        model = build_model(config.spec, num_outputs,
                             backbone_weights=config.backbone_weights, seed=config.seed)
         if warm is not None:
             copy_head(warm.model, model)
-        compile_model(model, optimizer=config.optimizer, learning_rate=config.learning_rate)
+        steps = int(np.ceil(len(x_train) / config.batch_size))
+        loss, metrics, callbacks = objective(config.spec.recipe.label_smoothing, num_outputs)
+        model.compile(optimizer=recipe_optimizer(config.spec.recipe, optimizer=config.optimizer,
+                                                 learning_rate=config.learning_rate,
+                                                 epochs=config.epochs, steps_per_epoch=steps,
+                                                 patience=config.patience),
+                      loss=loss, metrics=metrics)
 
-    steps = int(np.ceil(len(x_train) / config.batch_size))
     recorder = EpochRecorder(config.epochs, steps, on_epoch=on_epoch, on_batch=on_batch)
-    callbacks = [recorder]
+    callbacks.append(recorder)
     early = None
     if config.patience > 0:
         early = keras.callbacks.EarlyStopping(monitor="val_loss", patience=config.patience,
