@@ -31,6 +31,8 @@ SECTIONS = {
                  ("tuning", "Tuning", ":material/tune:")],
     "Explore": [("classes", "Classes", ":material/category:"),
                 ("confusion", "Confusion", ":material/grid_on:"),
+                ("errors", "Errors", ":material/troubleshoot:"),
+                ("compare", "Compare", ":material/compare_arrows:"),
                 ("augmentation", "Augmentation", ":material/flip:"),
                 ("classify", "Classify", ":material/image_search:")],
 }

@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 from cifar_core.runs.store import list_runs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ("overview", "classes", "confusion", "augmentation", "classify", "tuning", "present")
+PAGES = ("overview", "classes", "confusion", "errors", "compare", "augmentation", "classify",
+         "tuning", "present")
 TIMEOUT = 120  # the first run imports TensorFlow
 TRIALS_CSV = (
     "stage,trial_id,units_1,units_2,dropout,learning_rate,optimizer,fold_1,fold_2,fold_3,"
@@ -120,6 +121,66 @@ def test_classes_page_tables_charts_and_gallery(dashboard_runs):
     _no_errors(at)
     captions = _images(at)
     assert captions and all("true class 07" in c for c in captions)
+
+
+def test_errors_page_calibration_near_misses_and_top_losses(dashboard_runs):
+    records = list_runs(dashboard_runs)
+    fine5 = next(r for r in records if r.model_number == 5)
+    fine1 = next(r for r in records if r.model_number == 1 and r.label_set == "fine")
+    at = _open(_app(dashboard_runs, run_id=fine5.run_id), "errors")
+    _no_errors(at)
+    titles = [c["layout"]["title"]["text"] for c in _charts(at)]
+    assert len(titles) == 1 and titles[0].startswith("Reliability")
+    said = " ".join(m.value for m in at.markdown)
+    assert f"**{fine5.run_id}**: When run {fine5.run_id} is" in said
+    assert "expected calibration error" in said and "inside the true superclass" in said
+    inside = _images(at)
+    assert inside and not any("_" in caption for caption in inside)
+    at.radio(key="errors_near_kind").set_value("outside it").run()
+    _no_errors(at)
+    assert set(_images(at)) != set(inside)
+    # top losses: a page of 12 in words, the next page other images
+    table = at.dataframe[1].value
+    assert len(table) == 12 and list(table["loss"]) == sorted(table["loss"], reverse=True)
+    first_page = list(table["test image"])
+    at.number_input(key="errors_top_page").set_value(2).run()
+    _no_errors(at)
+    assert not set(at.dataframe[1].value["test image"]) & set(first_page)
+    # side by side with model 1: two curves on the reliability diagram
+    at.selectbox(key="errors_compare").set_value(fine1.run_id).run()
+    _no_errors(at)
+    names = [trace.get("name", "") for trace in _charts(at)[0]["data"]]
+    assert any(n.startswith(fine1.run_id) for n in names)
+    assert any(n.startswith(fine5.run_id) for n in names)
+
+
+def test_compare_page_curves_class_by_model_and_near_misses(dashboard_runs):
+    records = list_runs(dashboard_runs)
+    fine5 = next(r for r in records if r.model_number == 5)
+    fine1 = next(r for r in records if r.model_number == 1 and r.label_set == "fine")
+    at = _open(_app(dashboard_runs, run_id=fine5.run_id), "compare")
+    _no_errors(at)
+    charts = _charts(at)
+    titles = [c["layout"]["title"]["text"] for c in charts]
+    assert titles[0].startswith("Learning curves")
+    assert titles[1].startswith("Recall of every class under each model") and all(
+        run in titles[1] for run in (fine1.run_id, fine5.run_id))
+    assert "Errors inside and outside" in titles[2]
+    heatmap = charts[1]["data"][0]
+    assert heatmap["x"] == ["model 1", "model 5"] and len(heatmap["y"]) == 100
+    # the coarse run has other classes: not among the curves' runs
+    coarse = next(r for r in records if r.label_set == "coarse")
+    assert coarse.run_id not in at.multiselect[0].options
+    at.selectbox(key="compare_before").set_value("model 1").run()  # gain from model 1 to 5
+    _no_errors(at)
+    assert any("classes rose from below to at least 50%" in m.value for m in at.markdown)
+def test_errors_page_says_what_does_not_apply_to_a_coarse_run(dashboard_runs):
+    coarse = next(r for r in list_runs(dashboard_runs) if r.label_set == "coarse")
+    at = _open(_app(dashboard_runs, run_id=coarse.run_id), "errors")
+    _no_errors(at)
+    captions = " ".join(c.value for c in at.caption)
+    assert "trained on the 20 superclasses" in captions
+    assert "trained on the superclasses themselves" in captions
 
 
 def test_confusion_page_cell_choice_shows_its_images(dashboard_runs):

@@ -40,9 +40,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",
 PRESENT_TITLE = re.compile("from a one-layer CNN to transfer learning")
 PAGES = [  # (url path, title on the page)
     ("", "Overview"), ("present", PRESENT_TITLE), ("train", "Train"), ("tuning", "Tuning"),
-    ("classes", "Classes"), ("confusion", "Confusion"), ("augmentation", "Augmentation"),
+    ("classes", "Classes"), ("confusion", "Confusion"), ("errors", "Errors"),
+    ("compare", "Compare"), ("augmentation", "Augmentation"),
     ("classify", "Classify")]
-CHART_PAGES = {"", "present", "tuning", "classes", "confusion", "augmentation"}
+CHART_PAGES = {"", "present", "tuning", "classes", "confusion", "errors", "compare",
+               "augmentation"}
 WIDTHS = (1400, 1920)
 TOUR_HEIGHT = 3600  # px: tall enough for the longest page
 START_TIMEOUT = 120
