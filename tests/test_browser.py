@@ -88,6 +88,20 @@ CELL_CENTRE_JS = """
 """
 
 
+# A titled chart's cell centre, for pages with several charts: the chart whose title starts
+# with ``prefix``, its row and column (category indices of its first trace's axes).
+TITLED_CELL_CENTRE_JS = """
+([prefix, row, column]) => {
+  const gd = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+    .find(g => (g._fullLayout.title.text || '').startsWith(prefix));
+  const layout = gd._fullLayout, box = gd.getBoundingClientRect();
+  const heat = gd._fullData[0];
+  return {x: box.left + layout._size.l + layout.xaxis.l2p(column),
+          y: box.top + layout._size.t + layout.yaxis.l2p(row),
+          rows: Array.from(heat.y), columns: Array.from(heat.x)};
+}
+"""
+
 def _requirements():
     if not CHROMIUM.exists():
         pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install "
@@ -300,6 +314,30 @@ def test_a_confusion_cell_click_shows_that_pair_and_a_run_switch_resets_it(
     assert caption.startswith(f"{best} test images of "), caption  # the new run's own pair
     page.context.close()
     assert "Traceback" not in log.read_text(errors="replace")
+
+
+def test_a_class_by_model_cell_click_shows_that_class_under_that_model(server, browser,
+                                                                       screenshots):
+    base, artifacts, _ = server
+    fine5 = next(r for r in list_runs(artifacts) if r.model_number == 5)
+    page = _new_page(browser, WIDTHS[0], height=TOUR_HEIGHT)
+    _open(page, base, "compare", "Compare")
+    _choose_run(page, fine5.run_id, "Compare")
+    page.locator("[data-testid='stPlotlyChart'] .main-svg").nth(1).wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    cell = page.evaluate(TITLED_CELL_CENTRE_JS, ["Recall of every class", 3, 1])
+    page.mouse.move(cell["x"], cell["y"])
+    page.mouse.click(cell["x"], cell["y"])
+    class_name = cell["rows"][3].split(" (")[0]
+    page.get_by_text(f"{class_name} under {cell['columns'][1]}").wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    _wait_until_rendered(page, "Compare")
+    gallery = page.locator("[data-testid='stMain'] [data-testid='stImage'] img")
+    assert gallery.count() > 0
+    captions = page.locator("[data-testid='stMain'] [data-testid='stImageCaption']")
+    assert all(f"true {class_name}" in captions.nth(i).inner_text()
+               for i in range(captions.count()))
+    page.screenshot(path=str(screenshots / "compare-cell-clicked.png"))
 
 
 def test_classify_an_upload_with_model_5(server, browser, screenshots):
