@@ -28,7 +28,9 @@ CHOICES_KEY = "counting_choices"  # per-model run choices: {"5-fine": run_id}
 DATASET_KEY = "dataset_scope"  # which data set's runs the progression shows
 NAVIGATION_CHECKED_KEY = "_app_navigation_checked"  # see use_app_navigation
 APP_TITLE = "CIFAR-100 progression"
-MODEL_CACHE_ENTRIES = 3  # loaded Keras models kept in memory (each up to ~40 MB)
+# Loaded Keras models kept in memory (each up to ~40 MB): enough for the counted run of
+# each model at once (Classify's every-model view) and a chosen one.
+MODEL_CACHE_ENTRIES = 10
 RUNS_TTL_SECONDS = 30  # re-read at least this often: a dead job's heartbeat goes stale
 
 log = logging.getLogger("cifar_core.app")
@@ -249,3 +251,36 @@ def _draw_sidebar() -> None:
             st.session_state[RUN_KEY] = next(iter(labels))  # the latest
         st.selectbox("Run", list(labels), key=RUN_KEY, format_func=labels.get,
                      help="The run the Classes, Confusion and Classify pages look into.")
+
+
+def show_gallery(record: RunRecord, items: list, *, key: str, width: int = 110) -> None:
+    """Captioned test images (``cifar_core.analysis.images.gallery``), and on request the
+    saliency map of one of them for its predicted class, with the Classify page's method.
+    Computed only when asked for: it needs the run's model (loaded once, kept)."""
+    if not items:
+        return
+    st.image([i.image for i in items], caption=[i.caption for i in items], width=width)
+    captions = {i: item.caption for i, item in enumerate(items)}
+    chosen = st.selectbox("Explain one of these images", [None, *captions], key=key,
+                          format_func=lambda i: "none" if i is None else captions[i],
+                          help="What drove the prediction: Grad-CAM (models 1-5) or "
+                               "SmoothGrad (MobileNet models), as on the Classify page.")
+    if chosen is None:
+        return
+    try:
+        model = classifier(record).model
+    except CifarCoreError as exc:
+        st.caption(f"No saliency map: this run's model cannot be used ({exc}).")
+        return
+    from cifar_core.analysis.names import readable
+    from cifar_core.analysis.saliency import saliency_map
+    from cifar_core.charts.prediction import saliency_figure
+
+    item = items[chosen]
+    names = (record.metrics or {}).get("class_names") or []
+    image = item.original
+    with st.spinner("Computing the saliency map…"):
+        saliency = saliency_map(model, image, item.example.predicted_class)
+    label = readable(names[item.example.predicted_class]) if names else None
+    st.plotly_chart(saliency_figure(image, saliency.heatmap, saliency.method, label),
+                    width="content", key=f"{key}-saliency")

@@ -90,6 +90,5 @@ with _ui.guard("Gallery"):
                 image_analysis.select_examples(preds, true_class=index, correct=correct,
                                                limit=12), images, metrics)
             st.markdown(f"**{title}**: {len(items)} shown")
-            if items:
-                st.image([i.image for i in items], caption=[i.caption for i in items],
-                         width=110)
+            _ui.show_gallery(record, items,
+                             key=f"classes-explain-{record.run_id}-{index}-{correct}")

@@ -1,4 +1,5 @@
-"""Classify: upload an image, see what the model sees, its top-5 classes and why."""
+"""Classify: upload an image, take a picture or pick a test image; see what the model sees,
+its top-5 classes and why, and what every counted model says of the same image."""
 
 import streamlit as st
 
@@ -17,10 +18,40 @@ st.title("Classify")
 record = _ui.require_run()
 st.caption(f"Classifying with run {run_analysis.run_label(record)} (change it in the sidebar).")
 
-uploaded = st.file_uploader("An image (PNG, JPEG, BMP, WebP or GIF; any size)", type=FORMATS,
-                            key="classify-upload")
-if uploaded is None:
+SOURCES = {"upload": "Upload a file", "camera": "Camera", "test": "A test image"}
+TEST_PICK_KEY = "classify-test-pick"  # (class filter, draw number) of the test image shown
+source = st.radio("Image", list(SOURCES), format_func=SOURCES.get, horizontal=True,
+                  key="classify-source")
+uploaded, test_image, true_class = None, None, None
+if source == "upload":
+    uploaded = st.file_uploader("An image (PNG, JPEG, BMP, WebP or GIF; any size)",
+                                type=FORMATS, key="classify-upload")
+elif source == "camera":
+    uploaded = st.camera_input("Take a picture", key="classify-camera")
+else:
+    names = record.metrics.get("class_names") or []
+    left, right = st.columns([3, 1])
+    wanted = left.selectbox("Of the class", [None, *names], key="classify-test-class",
+                            format_func=lambda n: "any class" if n is None else readable(n))
+    draw = st.session_state.get(TEST_PICK_KEY, 0)
+    if right.button("Another one", key="classify-test-next"):
+        draw += 1
+        st.session_state[TEST_PICK_KEY] = draw
+    from cifar_core.analysis.images import pick_test_image
+
+    images = _ui.test_images(record)
+    if images is None:
+        st.stop()
+    picked = pick_test_image(_ui.predictions(record), names.index(wanted) if wanted else None,
+                             draw)
+    if picked is None:
+        st.info("No test image of that class in this run's predictions.")
+        st.stop()
+    test_image, true_class = images[picked.test_index], names[picked.true_class]
+if uploaded is None and test_image is None:
     st.info("Upload an image: it is resized to 32x32 like the training images and classified "
+            "by the chosen run's model." if source == "upload" else
+            "Take a picture: it is resized to 32x32 like the training images and classified "
             "by the chosen run's model.")
     st.stop()
 
@@ -31,20 +62,24 @@ except CifarCoreError as exc:
     st.stop()
 
 from cifar_core.analysis.classify import (  # noqa: E402  (imports TensorFlow)
+    classify_image,
     classify_upload,
+    every_model,
     uncertainty,
 )
 
 result = None
+name = uploaded.name if uploaded is not None else "test image"
 try:
     with st.spinner("Classifying…"):
-        result = classify_upload(classifier, uploaded.getvalue(), name=uploaded.name)
+        result = (classify_upload(classifier, uploaded.getvalue(), name=name)
+                  if uploaded is not None else classify_image(classifier, test_image))
 except ImageError as exc:
     st.error(f"This file cannot be classified: {exc}")
 except CifarCoreError as exc:
     st.error(f"Classification failed: {exc}")
 except Exception as exc:  # never a traceback for a user's file
-    _ui.log.exception("classifying %s failed", uploaded.name)
+    _ui.log.exception("classifying %s failed", name)
     st.error(f"Classification failed unexpectedly ({type(exc).__name__}). The details are "
              "in the app's log.")
 if result is None:
@@ -57,6 +92,9 @@ with left:
              caption=f"The 32x32 input the model sees (from the file's "
                      f"{result.original_size[0]}x{result.original_size[1]} pixels)")
     # Markdown, not st.metric: long names ("fruit and vegetables") wrap instead of being cut.
+    if true_class is not None:
+        right_or_wrong = "right" if prediction.classes[0] == true_class else "wrong"
+        st.markdown(f"**True class:** {readable(true_class)} (the model is {right_or_wrong})")
     st.markdown(f"**Prediction:** {readable(prediction.classes[0])}  \n"
                 f"**Probability:** {100 * prediction.probabilities[0]:.1f}%"
                 + (f"  \n**Superclass:** {readable(prediction.superclass)}"
@@ -76,3 +114,29 @@ if result.saliency is not None:
                "(models 1-5, element-wise HiResCAM form) weighs the conv layer's activations "
                "by their gradients; SmoothGrad (MobileNet models) averages input gradients "
                "over noisy copies.")
+
+if st.toggle("Every counted model on this image", key="classify-every-model",
+             help="The counted run of each model (the Overview's choice), top 3 each."):
+    _, _, counting = _ui.scope_and_counting()
+    same = [(f"model {model}" + ("" if labels == "fine" else f" ({labels})"), run)
+            for (model, labels), run in counting.items()
+            if (run.metrics or {}).get("class_names") == record.metrics.get("class_names")]
+    loaded, failed = [], []
+    for label, run in same:
+        try:
+            loaded.append((label, _ui.classifier(run)))
+        except CifarCoreError as exc:
+            failed.append(f"{label} (run {run.run_id}): {exc}")
+    answers = every_model(loaded, result.model_input)
+    columns = st.columns(max(1, min(4, len(answers))))
+    for i, answer in enumerate(answers):
+        with columns[i % len(columns)]:
+            lines = "  \n".join(f"{readable(c)}: {100 * p:.1f}%" for c, p in
+                                zip(answer.prediction.classes, answer.prediction.probabilities,
+                                    strict=True))
+            st.markdown(f"**{answer.label}**  \n{lines}")
+            st.caption(f"run {answer.run_id}, {1000 * answer.seconds:.0f} ms")
+    for line in failed:
+        st.caption(f"Not shown: {line}")
+    if answers:
+        st.caption(f"{len(answers)} models in {sum(a.seconds for a in answers):.2f} s.")

@@ -93,9 +93,8 @@ with _ui.guard("Every class under each model"):
                         _ui.predictions(run), true_class=run_names.index(class_name),
                         correct=correct, limit=12), images, run.metrics)
                     st.markdown(f"{title}: {len(items)} shown")
-                    if items:
-                        st.image([i.image for i in items],
-                                 caption=[i.caption for i in items], width=110)
+                    _ui.show_gallery(run, items, key=f"compare-explain-{run.run_id}-{row}-"
+                                                     f"{correct}")
 
 with _ui.guard("Near misses"):
     st.subheader("Near misses of each model")

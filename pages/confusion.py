@@ -65,7 +65,7 @@ with _ui.guard("Confusion matrix"):
                                                 level="superclass" if by_superclass
                                                 else "output", limit=24)
         items = image_analysis.gallery(examples, images, metrics)
-        st.image([it.image for it in items], caption=[it.caption for it in items], width=110)
+        _ui.show_gallery(record, items, key=f"confusion-explain-{record.run_id}-{i}-{j}")
 
 if by_superclass and metrics.get("label_set") == "fine":
     with _ui.guard("Fine-class confusion"):

@@ -24,15 +24,14 @@ same_classes = [r for r in _ui.usable_runs()
 labels = {r.run_id: run_analysis.run_label(r) for r in same_classes}
 
 
-def show_gallery(examples, what: str) -> None:
-    """Enlarged test images of ``examples`` with their classes in words."""
+def show_gallery(examples, what: str, key: str) -> None:
+    """Enlarged test images of ``examples`` with their classes in words, each explainable."""
     images = _ui.test_images(record)
     if images is None:
         return
     items = image_analysis.gallery(examples, images, metrics)
     st.markdown(f"**{what}**: {len(items)} shown")
-    if items:
-        st.image([i.image for i in items], caption=[i.caption for i in items], width=110)
+    _ui.show_gallery(record, items, key=f"{key}-{record.run_id}")
 
 
 with _ui.guard("Calibration"):
@@ -77,7 +76,7 @@ with _ui.guard("Near misses"):
         positions = error_analysis.near_miss_examples(
             _ui.predictions(record), metrics, inside=kind.startswith("inside"))
         show_gallery(error_analysis.examples_at(_ui.predictions(record), positions),
-                     f"Errors {kind}, the most confident first")
+                     f"Errors {kind}, the most confident first", key=f"errors-near-{kind}")
 
 with _ui.guard("Top losses"):
     st.subheader("Top losses: the test images the model gets most wrong")
@@ -100,4 +99,4 @@ with _ui.guard("Top losses"):
                      column_config={"p(true)": percent, "p(predicted)": percent,
                                     "loss": st.column_config.NumberColumn(format="%.2f")})
         show_gallery(error_analysis.examples_at(_ui.predictions(record), table["position"]),
-                     f"Page {int(page)}")
+                     f"Page {int(page)}", key=f"errors-top-{superclass}-{int(page)}")

@@ -174,6 +174,31 @@ def test_compare_page_curves_class_by_model_and_near_misses(dashboard_runs):
     at.selectbox(key="compare_before").set_value("model 1").run()  # gain from model 1 to 5
     _no_errors(at)
     assert any("classes rose from below to at least 50%" in m.value for m in at.markdown)
+def test_a_gallery_image_is_explained_on_request_or_says_why_not(dashboard_runs):
+    fine5 = next(r for r in list_runs(dashboard_runs) if r.model_number == 5)
+    at = _open(_app(dashboard_runs, run_id=fine5.run_id), "errors")
+    explain = next(s for s in at.selectbox if s.label == "Explain one of these images")
+    assert explain.value is None  # nothing computed until asked
+    explain.set_value(0).run()
+    _no_errors(at)
+    # the committed runs keep no model.keras: the page says so instead of failing
+    assert any(c.value.startswith("No saliency map: this run's model cannot be used")
+               for c in at.caption)
+
+
+@pytest.mark.slow  # trained_runs trains
+def test_a_gallery_image_gets_its_saliency_map(trained_runs):
+    fine5 = next(r for r in list_runs(trained_runs) if r.model_number == 5)
+    at = _open(_app(trained_runs, run_id=fine5.run_id), "classes")
+    charts_before = len(_charts(at))
+    explain = next(s for s in at.selectbox if s.label == "Explain one of these images")
+    explain.set_value(0).run()
+    _no_errors(at)
+    charts = _charts(at)
+    assert len(charts) == charts_before + 1
+    assert [trace["type"] for trace in charts[-1]["data"]] == ["image", "heatmap"]
+
+
 def test_errors_page_says_what_does_not_apply_to_a_coarse_run(dashboard_runs):
     coarse = next(r for r in list_runs(dashboard_runs) if r.label_set == "coarse")
     at = _open(_app(dashboard_runs, run_id=coarse.run_id), "errors")
@@ -482,6 +507,30 @@ def test_classify_invalid_uploads_get_a_clear_message(classify_app, name):
     assert len(at.error) == 1
     assert at.error[0].value.startswith(f"This file cannot be classified: {name}:")
     assert not [m for m in at.markdown if m.value.startswith("**Prediction:**")]
+
+
+@pytest.mark.slow  # classify_app trains
+def test_classify_a_test_image_and_every_counted_model_on_it(classify_app):
+    at, _ = classify_app
+    at.radio(key="classify-source").set_value("test").run()
+    _no_errors(at)
+    said = [m.value for m in at.markdown]
+    truth = next(v for v in said if v.startswith("**True class:**"))
+    assert "(the model is right)" in truth or "(the model is wrong)" in truth
+    at.selectbox(key="classify-test-class").set_value("class_03").run()
+    _no_errors(at)
+    assert any(m.value.startswith("**True class:** class 03") for m in at.markdown)
+    at.button(key="classify-test-next").click().run()
+    _no_errors(at)
+    assert any(m.value.startswith("**True class:** class 03") for m in at.markdown)
+    at.toggle(key="classify-every-model").set_value(True).run()
+    _no_errors(at)
+    answers = [m.value for m in at.markdown if m.value.startswith("**model ")]
+    assert [a.split("**")[1] for a in answers] == ["model 1", "model 5"]  # fine, in order
+    assert all(a.count("%") == 3 for a in answers)  # the top 3 of each
+    assert any(c.value.startswith("2 models in") for c in at.caption)
+    at.radio(key="classify-source").set_value("upload").run()  # back to the upload
+    at.toggle(key="classify-every-model").set_value(False).run()
 
 
 # --- odd run folders ----------------------------------------------------------------------

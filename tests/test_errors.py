@@ -168,3 +168,15 @@ def test_class_by_model_groups_by_superclass_and_sorts_by_gain():
         class_by_model([*columns, ("model 2", "r2", other)])
     with pytest.raises(ValueError, match="unknown metric"):
         class_by_model(columns, "accuracy")
+
+
+def test_a_test_image_is_picked_by_class_and_draw_number():
+    from cifar_core.analysis.images import pick_test_image
+
+    predictions = _predictions([0, 1, 1, 0, 2], [0, 1, 0, 2, 2], np.eye(3)[[0, 1, 0, 2, 2]])
+    picks = {pick_test_image(predictions, 1, draw).test_index for draw in range(20)}
+    assert picks == {101, 102}  # only images of class 1, and both of them over the draws
+    assert pick_test_image(predictions, 1, 3) == pick_test_image(predictions, 1, 3)
+    anyone = pick_test_image(predictions, None, 0)
+    assert anyone.true_class == int(predictions["y_true"][anyone.test_index - 100])
+    assert pick_test_image(predictions, 7, 0) is None

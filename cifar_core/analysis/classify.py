@@ -50,15 +50,47 @@ def classify_upload(classifier: Classifier, data: bytes, name: str = "upload", *
                     top: int = 5, explain: bool = True) -> ClassifiedUpload:
     """Decode ``data`` like training data and classify it; ``ImageError`` for bad files."""
     start = time.perf_counter()
-    image = open_image(data, name=name)
-    model_input = to_model_input(image)
+    model_input = to_model_input(open_image(data, name=name))
+    return classify_image(classifier, model_input, top=top, explain=explain,
+                          original_size=stored_size(data), started=start)
+
+
+def classify_image(classifier: Classifier, model_input: np.ndarray, *, top: int = 5,
+                   explain: bool = True, original_size: tuple[int, int] | None = None,
+                   started: float | None = None) -> ClassifiedUpload:
+    """Classify one 32x32x3 uint8 image (a decoded upload, or a test image as stored)."""
+    start = time.perf_counter() if started is None else started
     prediction = classifier.predict(model_input, top=top)[0]
     seconds = time.perf_counter() - start
     saliency = (saliency_map(classifier.model, model_input, prediction.indices[0])
                 if explain else None)
-    return ClassifiedUpload(original_size=stored_size(data), model_input=model_input,
-                            prediction=prediction, saliency=saliency,
-                            run_id=classifier.run_id, seconds=seconds)
+    return ClassifiedUpload(original_size=original_size or model_input.shape[1::-1],
+                            model_input=model_input, prediction=prediction,
+                            saliency=saliency, run_id=classifier.run_id, seconds=seconds)
+
+
+@dataclass(frozen=True)
+class ModelAnswer:
+    """One model's top classes for the image every model is shown."""
+
+    label: str  # e.g. "model 5"
+    run_id: str
+    prediction: Prediction
+    seconds: float
+
+
+def every_model(classifiers: list[tuple[str, Classifier]], model_input: np.ndarray, *,
+                top: int = 3) -> list[ModelAnswer]:
+    """The top ``top`` classes of each (label, classifier) for one image, in the given
+    order (the progression's), each with its own prediction time."""
+    answers = []
+    for label, classifier in classifiers:
+        start = time.perf_counter()
+        prediction = classifier.predict(model_input, top=top)[0]
+        answers.append(ModelAnswer(label=label, run_id=classifier.run_id,
+                                   prediction=prediction,
+                                   seconds=time.perf_counter() - start))
+    return answers
 
 
 def uncertainty(prediction: Prediction) -> str | None:

@@ -83,6 +83,24 @@ def select_examples(predictions: dict[str, np.ndarray], *, true_class: int,
             for i in order]
 
 
+def pick_test_image(predictions: dict[str, np.ndarray], true_class: int | None = None,
+                    draw: int = 0) -> Example | None:
+    """A test image of the run's predictions, of ``true_class`` (None: any), chosen by the
+    number ``draw`` (the same number, the same image; the next number, usually another);
+    None when the run has no test image of that class."""
+    candidates = np.arange(len(predictions["y_true"]))
+    if true_class is not None:
+        candidates = candidates[predictions["y_true"] == true_class]
+    if not len(candidates):
+        return None
+    rng = np.random.default_rng([int(draw), 0 if true_class is None else int(true_class) + 1])
+    at = int(rng.choice(candidates))
+    return Example(test_index=int(predictions["test_index"][at]),
+                   true_class=int(predictions["y_true"][at]),
+                   predicted_class=int(predictions["y_pred"][at]),
+                   confidence=float(predictions["top_probs"][at, 0]))
+
+
 def upscale(image: np.ndarray, size: int = 96) -> np.ndarray:
     """Enlarge a 32x32 image with nearest-neighbour so pixels stay pixels."""
     return np.asarray(Image.fromarray(np.asarray(image, dtype=np.uint8)).resize(
@@ -94,6 +112,7 @@ class GalleryItem:
     image: np.ndarray  # upscaled RGB uint8
     caption: str
     example: Example
+    original: np.ndarray | None = None  # the 32x32 test image as stored (for saliency)
 
 
 def gallery(examples: list[Example], images: np.ndarray, metrics: dict,
@@ -109,7 +128,8 @@ def gallery(examples: list[Example], images: np.ndarray, metrics: dict,
         caption = (f"#{example.test_index}: true {readable(names[example.true_class])}, "
                    f"predicted {readable(names[example.predicted_class])} "
                    f"({100 * example.confidence:.0f}%)")
-        items.append(GalleryItem(upscale(images[example.test_index], size), caption, example))
+        original = images[example.test_index]
+        items.append(GalleryItem(upscale(original, size), caption, example, original))
     return items
 
 
