@@ -34,7 +34,9 @@ sys.path.insert(0, str(REPO / "tests"))  # the tiny archive writer shared with t
 
 from tiny_runs import make_tiny_runs, photo  # noqa: E402
 
-PAGES = ("overview", "classes", "confusion", "augmentation", "classify", "tuning", "present")
+PAGES = ("overview", "classes", "confusion", "errors", "compare", "augmentation", "classify",
+         "tuning", "present")
+EVERY_MODEL_TARGET_S = 2.0
 PAGE_TARGET_S, PREDICT_TARGET_S = 1.5, 0.2
 RUNS = [(model, "fine", seed) for seed in (42, 7) for model in range(1, 6)]  # 10 runs
 
@@ -88,17 +90,36 @@ def time_predictions(artifacts: Path, run_id: str, repeats: int) -> dict[str, fl
     for i, upload in enumerate(photos):
         at.file_uploader[0].set_value((f"photo{i}.jpg", upload, "image/jpeg"))
         seconds = _timed(at.run)
-        if not any(m.label == "Prediction" for m in at.metric):
-            raise SystemExit(f"no prediction shown: {[e.value for e in at.error]}")
+        _check_prediction(at)
         if i:  # the first upload loads the model
             page.append(seconds)
+    # Every counted model on the same upload: the toggle on, then new uploads (the first
+    # loads the models).
+    at.toggle(key="classify-every-model").set_value(True).run()
+    every = []
+    for i, upload in enumerate(photos):
+        at.file_uploader[0].set_value((f"again{i}.jpg", upload, "image/jpeg"))
+        seconds = _timed(at.run)
+        _check_prediction(at)
+        if not any(m.value.startswith("**model ") for m in at.markdown):
+            raise SystemExit("no every-model answers shown")
+        if i:
+            every.append(seconds)
+    models = sum(m.value.startswith("**model ") for m in at.markdown)
     results = {"library decode+predict": statistics.median(library),
                "library with saliency": statistics.median(explained),
                "Classify page, upload to rendered prediction": statistics.median(page),
-               "Classify page, slowest": max(page)}
+               "Classify page, slowest": max(page),
+               f"Classify page with every counted model ({models}), upload to rendered":
+                   statistics.median(every)}
     for name, value in results.items():
         print(f"{name:46} {1000 * value:7.1f} ms", flush=True)
     return results
+
+
+def _check_prediction(at) -> None:
+    if not any(m.value.startswith("**Prediction:**") for m in at.markdown):
+        raise SystemExit(f"no prediction shown: {[e.value for e in at.error]}")
 
 
 def time_one_run(artifacts: Path, run_id: str, repeats: int) -> tuple[str, int]:
@@ -162,11 +183,12 @@ def markdown(pages: dict, predictions: dict, runs: int, repeats: int) -> str:
         ok = "yes" if result["max"] < PAGE_TARGET_S else "**no**"
         lines.append(f"| {page} | {result['cold']:.2f} s | {result['median']:.3f} s | "
                      f"{result['max']:.3f} s | {ok} |")
-    lines += ["", f"| prediction (640x480 JPEG, warm, model 5) | median | target < "
-              f"{1000 * PREDICT_TARGET_S:.0f} ms |", "|---|---|---|"]
+    lines += ["", "| prediction (640x480 JPEG, warm, model 5) | median | target | met |",
+              "|---|---|---|---|"]
     for name, value in predictions.items():
-        ok = "yes" if value < PREDICT_TARGET_S else "**no**"
-        lines.append(f"| {name} | {1000 * value:.0f} ms | {ok} |")
+        target = EVERY_MODEL_TARGET_S if "every counted model" in name else PREDICT_TARGET_S
+        ok = "yes" if value < target else "**no**"
+        lines.append(f"| {name} | {1000 * value:.0f} ms | < {1000 * target:.0f} ms | {ok} |")
     return "\n".join(lines) + "\n"
 
 
