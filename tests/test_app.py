@@ -529,8 +529,8 @@ def test_classify_a_test_image_and_every_counted_model_on_it(classify_app):
     assert [a.split("**")[1] for a in answers] == ["model 1", "model 5"]  # fine, in order
     assert all(a.count("%") == 3 for a in answers)  # the top 3 of each
     assert any(c.value.startswith("2 models in") for c in at.caption)
-    at.radio(key="classify-source").set_value("upload").run()  # back to the upload
-    at.toggle(key="classify-every-model").set_value(False).run()
+    at.toggle(key="classify-every-model").set_value(False).run()  # as the other tests left it
+    at.radio(key="classify-source").set_value("upload").run()
 
 
 # --- odd run folders ----------------------------------------------------------------------
