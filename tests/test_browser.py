@@ -88,12 +88,12 @@ CELL_CENTRE_JS = """
 """
 
 
-# A titled chart's cell centre, for pages with several charts: the chart whose title starts
-# with ``prefix``, its row and column (category indices of its first trace's axes).
+# A titled chart's cell centre, for pages with several charts: the chart whose title holds
+# ``prefix`` (plotly wraps it in <b>), its row and column (category indices of its axes).
 TITLED_CELL_CENTRE_JS = """
 ([prefix, row, column]) => {
   const gd = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
-    .find(g => (g._fullLayout.title.text || '').startsWith(prefix));
+    .find(g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix));
   const layout = gd._fullLayout, box = gd.getBoundingClientRect();
   const heat = gd._fullData[0];
   return {x: box.left + layout._size.l + layout.xaxis.l2p(column),
@@ -323,9 +323,13 @@ def test_a_class_by_model_cell_click_shows_that_class_under_that_model(server, b
     page = _new_page(browser, WIDTHS[0], height=TOUR_HEIGHT)
     _open(page, base, "compare", "Compare")
     _choose_run(page, fine5.run_id, "Compare")
-    page.locator("[data-testid='stPlotlyChart'] .main-svg").nth(1).wait_for(
-        timeout=RENDER_TIMEOUT_MS)
-    cell = page.evaluate(TITLED_CELL_CENTRE_JS, ["Recall of every class", 3, 1])
+    title = "Recall of every class"
+    page.wait_for_function(  # the heatmap drawn (a page holds several charts)
+        """(prefix) => [...document.querySelectorAll(
+             '[data-testid="stPlotlyChart"] .js-plotly-plot')].some(
+             g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix))""",
+        arg=title, timeout=RENDER_TIMEOUT_MS)
+    cell = page.evaluate(TITLED_CELL_CENTRE_JS, [title, 3, 1])
     page.mouse.move(cell["x"], cell["y"])
     page.mouse.click(cell["x"], cell["y"])
     class_name = cell["rows"][3].split(" (")[0]
