@@ -21,6 +21,16 @@ ENV_HEAD_PRECISION = "CIFAR_CORE_HEAD_PRECISION"
 ENV_FINETUNE_PRECISION = "CIFAR_CORE_FINETUNE_PRECISION"
 
 
+# Data sources that name the official CIFAR-100 (from the Keras cache, else its download)
+# rather than a path.
+CIFAR100_NAMES = ("cifar100", "cifar-100")
+
+
+def names_cifar100(source: str | os.PathLike | None) -> bool:
+    """True when a data source means the official CIFAR-100: unset, or one of its names."""
+    return source is None or str(source).lower() in CIFAR100_NAMES
+
+
 def artifacts_dir(explicit: str | os.PathLike | None = None) -> Path:
     """Root folder of the run folders (``<root>/runs/<run_id>``)."""
     value = explicit or os.environ.get(ENV_ARTIFACTS) or "artifacts"

@@ -187,3 +187,10 @@ def test_real_cifar10_images_from_shared():
     ds = load_dataset(require_shared(SHARED_IMAGES), show_progress=False)
     assert ds.x_train.shape == (50000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
     assert ds.num_classes == 10 and np.bincount(ds.y_train).tolist() == [5000] * 10
+
+
+def test_the_official_cifar100_is_named_by_nothing_or_its_names():
+    from cifar_core.settings import names_cifar100
+
+    assert names_cifar100(None) and names_cifar100("CIFAR-100") and names_cifar100("cifar100")
+    assert not names_cifar100("cifar10-images.tar.gz") and not names_cifar100("")

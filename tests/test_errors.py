@@ -180,3 +180,4 @@ def test_a_test_image_is_picked_by_class_and_draw_number():
     anyone = pick_test_image(predictions, None, 0)
     assert anyone.true_class == int(predictions["y_true"][anyone.test_index - 100])
     assert pick_test_image(predictions, 7, 0) is None
+

@@ -24,7 +24,7 @@ def data_status(source: str | None = None) -> DataStatus:
     which fails offline, so the help says which file to put where.
     """
     chosen = settings.data_source(source)
-    if chosen and chosen.lower() not in ("cifar100", "cifar-100"):
+    if chosen and not settings.names_cifar100(chosen):
         path = Path(chosen).expanduser()
         if path.exists():
             return DataStatus(True, str(path), None)

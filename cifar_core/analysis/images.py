@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from cifar_core import settings
 from cifar_core.analysis.classes import class_names, output_to_superclass
 from cifar_core.analysis.names import readable
 from cifar_core.data.dataset import Dataset
@@ -174,7 +175,7 @@ def run_dataset(record: RunRecord, fallback_source: str | None = None) -> Datase
                         "the sidebar to the data set it was trained on")
     errors = []
     for source in dict.fromkeys(sources):
-        if source.lower() not in ("cifar100", "cifar-100") and not Path(source).exists():
+        if not settings.names_cifar100(source) and not Path(source).exists():
             errors.append(f"{source}: not found")
             continue
         try:

@@ -32,7 +32,7 @@ def load_dataset(source: str | os.PathLike | None = None, *, allow_download: boo
     (folder or tar.gz). Without one: the Keras cache, then the official download.
     """
     chosen = settings.data_source(source)
-    if chosen is None or chosen.lower() in ("cifar100", "cifar-100"):
+    if settings.names_cifar100(chosen):
         return load_cifar100(allow_download=allow_download)
     path = Path(chosen).expanduser()
     if not path.exists():
@@ -50,7 +50,7 @@ def count_training_images(source: str | os.PathLike | None = None) -> int:
     Raises ``DataError`` where the source cannot be read.
     """
     chosen = settings.data_source(source)
-    if chosen is None or chosen.lower() in ("cifar100", "cifar-100"):
+    if settings.names_cifar100(chosen):
         path = next((c for c in keras_cache_candidates() if c.exists()), None)
         if path is None:
             return OFFICIAL_CIFAR100_TRAIN_IMAGES  # training would download the official one

@@ -52,7 +52,7 @@ class JobRequest:
     @property
     def uses_cifar100(self) -> bool:
         """Whether it trains on CIFAR-100 from the Keras cache (or its download)."""
-        return self.data is None or self.data.lower() in ("cifar100", "cifar-100")
+        return settings.names_cifar100(self.data)
 
     @property
     def run_prefix(self) -> str:
@@ -68,7 +68,7 @@ class JobRequest:
 
 def _resolve_data(data) -> str | None:
     chosen = settings.data_source(data)
-    if chosen is None or chosen.lower() in ("cifar100", "cifar-100"):
+    if settings.names_cifar100(chosen):
         return chosen
     path = Path(chosen).expanduser()
     if not path.exists():
