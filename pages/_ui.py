@@ -253,6 +253,22 @@ def _draw_sidebar() -> None:
                      help="The run the Classes, Confusion and Classify pages look into.")
 
 
+
+def runs_over_classes_of(record: RunRecord) -> list[RunRecord]:
+    """The completed runs over the same class list as ``record`` (itself included): what one
+    chart may put side by side (runs over other classes are never mixed in)."""
+    names = (record.metrics or {}).get("class_names")
+    return [r for r in usable_runs() if (r.metrics or {}).get("class_names") == names]
+
+
+def counted_runs_over_classes_of(record: RunRecord) -> list[tuple[str, RunRecord]]:
+    """``("model 5", run)`` (``"model 1 (coarse)"`` for superclass runs) for the counted run
+    of each model over ``record``'s classes, in progression order."""
+    same = {r.run_id for r in runs_over_classes_of(record)}
+    _, _, counting = scope_and_counting()
+    return [(f"model {model}" + ("" if labels == "fine" else f" ({labels})"), run)
+            for (model, labels), run in counting.items() if run.run_id in same]
+
 def show_gallery(record: RunRecord, items: list, *, key: str, width: int = 110) -> None:
     """Captioned test images (``cifar_core.analysis.images.gallery``), and on request the
     saliency map of one of them for its predicted class, with the Classify page's method.

@@ -117,12 +117,8 @@ if result.saliency is not None:
 
 if st.toggle("Every counted model on this image", key="classify-every-model",
              help="The counted run of each model (the Overview's choice), top 3 each."):
-    _, _, counting = _ui.scope_and_counting()
-    same = [(f"model {model}" + ("" if labels == "fine" else f" ({labels})"), run)
-            for (model, labels), run in counting.items()
-            if (run.metrics or {}).get("class_names") == record.metrics.get("class_names")]
     loaded, failed = [], []
-    for label, run in same:
+    for label, run in _ui.counted_runs_over_classes_of(record):
         try:
             loaded.append((label, _ui.classifier(run)))
         except CifarCoreError as exc:

@@ -26,12 +26,9 @@ record = _ui.require_run()
 metrics = record.metrics
 st.caption(f"Runs over the classes of run {run_analysis.run_label(record)} (the sidebar's); "
            "runs over other class lists are never mixed in.")
-same_classes = [r for r in _ui.usable_runs()
-                if (r.metrics or {}).get("class_names") == metrics.get("class_names")]
+same_classes = _ui.runs_over_classes_of(record)
 labels = {r.run_id: run_analysis.run_label(r) for r in same_classes}
-_, _, counting = _ui.scope_and_counting()
-counted = [(f"model {model}" + ("" if label_set == "fine" else f" ({label_set})"), run)
-           for (model, label_set), run in counting.items() if run.run_id in labels]
+counted = _ui.counted_runs_over_classes_of(record)
 
 with _ui.guard("Learning curves"):
     st.subheader("Learning curves of several runs")

@@ -19,8 +19,7 @@ st.title("Errors")
 record = _ui.require_run()
 metrics = record.metrics
 st.caption(f"Run {run_analysis.run_label(record)}")
-same_classes = [r for r in _ui.usable_runs()
-                if (r.metrics or {}).get("class_names") == metrics.get("class_names")]
+same_classes = _ui.runs_over_classes_of(record)
 labels = {r.run_id: run_analysis.run_label(r) for r in same_classes}
 
 

@@ -123,10 +123,15 @@ def test_classes_page_tables_charts_and_gallery(dashboard_runs):
     assert captions and all("true class 07" in c for c in captions)
 
 
-def test_errors_page_calibration_near_misses_and_top_losses(dashboard_runs):
-    records = list_runs(dashboard_runs)
-    fine5 = next(r for r in records if r.model_number == 5)
+def _fine_runs(artifacts: Path):
+    """(all runs, model 1 fine, model 5 fine) of the fixture runs."""
+    records = list_runs(artifacts)
     fine1 = next(r for r in records if r.model_number == 1 and r.label_set == "fine")
+    return records, fine1, next(r for r in records if r.model_number == 5)
+
+
+def test_errors_page_calibration_near_misses_and_top_losses(dashboard_runs):
+    _, fine1, fine5 = _fine_runs(dashboard_runs)
     at = _open(_app(dashboard_runs, run_id=fine5.run_id), "errors")
     _no_errors(at)
     titles = [c["layout"]["title"]["text"] for c in _charts(at)]
@@ -155,9 +160,7 @@ def test_errors_page_calibration_near_misses_and_top_losses(dashboard_runs):
 
 
 def test_compare_page_curves_class_by_model_and_near_misses(dashboard_runs):
-    records = list_runs(dashboard_runs)
-    fine5 = next(r for r in records if r.model_number == 5)
-    fine1 = next(r for r in records if r.model_number == 1 and r.label_set == "fine")
+    records, fine1, fine5 = _fine_runs(dashboard_runs)
     at = _open(_app(dashboard_runs, run_id=fine5.run_id), "compare")
     _no_errors(at)
     charts = _charts(at)

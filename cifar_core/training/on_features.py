@@ -5,11 +5,12 @@ Each epoch draws one flip variant per image (``FlipSampler``: seeded, the same d
 same seed) from the cached features (``CachedSource``) or, with ``TrainConfig.feature_cache``
 off, from the flipped images run through the whole frozen network (``ImageSource``), as a
 ``keras.utils.PyDataset`` (``FlipBatches``), and ``fit`` drives the callbacks of ``train()``
-(history rows, progress, early stopping restoring the best weights). Model 7's search trials
-train their heads with the same function. Model 8's recipe is applied here: the head warm-up, the
-cosine schedule, the moving average of the weights, test-time flips. The layers trained are
-the full model's own, so the result is the end-to-end model (raw 32x32 images in, the layer
-names of ``build_model``) and is saved like any other run's.
+(history rows, progress, early stopping restoring the best weights). (Model 7's search trials
+keep their own loop for small heads: ``cifar_core.search.head_loop``.) Model 8's recipe is
+applied here: the head warm-up, the cosine schedule, the moving average of the weights,
+test-time flips. The layers trained are the full model's own, so the result is the end-to-end
+model (raw 32x32 images in, the layer names of ``build_model``) and is saved like any other
+run's.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from cifar_core.training.result import EpochRecorder, TrainResult
 
 STEPS_PER_CALL = 32  # optimizer steps per graph call when training on features
 EVAL_BATCH = 1000  # validation batches (no optimizer step: only the per-call cost matters)
-
 
 
 def fit_on_features(step_model: keras.Model, *, source, train_rows: np.ndarray,
