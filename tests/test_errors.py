@@ -159,6 +159,10 @@ def test_class_by_model_groups_by_superclass_and_sorts_by_gain():
     assert fixed == ["oak"] and never == ["bus", "maple"]
     fig = class_by_model_figure(by_gain)
     assert "runs r1, r6" in fig.layout.title.text
+    assert list(fig.data[0].y) == ["oak (b)", "bus (a)", "maple (a)"]
+    coarse = [("model 1", "c1", _class_metrics([0.2, 0.4, 0.1], supers=("oak", "maple", "bus")))]
+    assert list(class_by_model_figure(class_by_model(coarse)).data[0].y) == [
+        "bus", "maple", "oak"]  # a superclass run: no class named twice
     cells = fig.data[1].customdata
     point = {"customdata": {str(i): v for i, v in enumerate(cells[1])}}  # as the browser sends
     assert selected_cell([point]) == (0, 1)  # oak under model 6

@@ -132,7 +132,8 @@ def class_by_model_figure(table: ClassByModel, title: str | None = None) -> go.F
     ``cifar_core.charts.confusion.confusion_figure``); its ``customdata`` is ``[row, column,
     value, 0]``, read back by ``cifar_core.charts.confusion.selected_cell``."""
     values = 100 * table.values.to_numpy(dtype=float)
-    rows = [f"{name} ({readable(sup)})" if sup else name
+    # the superclass beside each class, unless the classes are the superclasses (a coarse run)
+    rows = [f"{name} ({readable(sup)})" if sup and readable(sup) != name else name
             for name, sup in zip(table.values.index, table.superclasses, strict=True)]
     columns = list(table.values.columns)
     hover = ("%{y}<br>%{x}: " + metric_name(table.metric) + " %{customdata[V]:.0f}%"
