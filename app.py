@@ -33,6 +33,7 @@ SECTIONS = {
                 ("confusion", "Confusion", ":material/grid_on:"),
                 ("errors", "Errors", ":material/troubleshoot:"),
                 ("compare", "Compare", ":material/compare_arrows:"),
+                ("embedding", "Embedding map", ":material/scatter_plot:"),
                 ("augmentation", "Augmentation", ":material/flip:"),
                 ("classify", "Classify", ":material/image_search:")],
 }

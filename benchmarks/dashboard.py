@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO / "tests"))  # the tiny archive writer shared with t
 
 from tiny_runs import make_tiny_runs, photo  # noqa: E402
 
-PAGES = ("overview", "classes", "confusion", "errors", "compare", "augmentation", "classify",
-         "tuning", "present")
+PAGES = ("overview", "classes", "confusion", "errors", "compare", "embedding", "augmentation",
+         "classify", "tuning", "present")
 EVERY_MODEL_TARGET_S = 2.0
 PAGE_TARGET_S, PREDICT_TARGET_S = 1.5, 0.2
 RUNS = [(model, "fine", seed) for seed in (42, 7) for model in range(1, 6)]  # 10 runs

@@ -1,4 +1,4 @@
-"""The ``cifar-core`` command line: train, runs, predict.
+"""The ``cifar-core`` command line: train, runs, predict, export, bench, tune.
 
 Every command prints errors as one line ``error: ...`` on stderr and exits non-zero; values
 are checked before any data is loaded or model built.
@@ -17,7 +17,7 @@ from cifar_core import settings
 from cifar_core.errors import CifarCoreError, RunStopped
 
 EXIT_ERROR = 2  # bad input or a failed run
-EXIT_PARTIAL = 1  # predict: some files could not be classified
+EXIT_PARTIAL = 1  # predict: some files could not be classified; export: parity failed
 EXIT_STOPPED = 143  # 128 + SIGTERM, as a process ended by the signal reports it
 
 
@@ -120,7 +120,32 @@ def build_parser() -> argparse.ArgumentParser:
                          help="a run id (as `runs` lists it) or the path `train` printed")
     predict.add_argument("--top", type=_positive_int, default=5)
     predict.add_argument("--json", action="store_true")
+    predict.add_argument("--runtime", choices=("keras", "litert", "onnx", "saved_model"),
+                         default="keras",
+                         help="keras: model.keras (default); otherwise the run's export of "
+                              "that format that passed its parity check (cifar-core export)")
     _add_common(predict)
+
+    export = sub.add_parser(
+        "export", help="export a run's model (LiteRT, ONNX, SavedModel), checked on its "
+                       "test set",
+        description="Writes <run>/exports/<file> and exports/manifest.json. The export is "
+                    "run on the whole test set of the run's data and compared with the Keras "
+                    "model's recorded predictions: float exports must agree on 99.9%% of the "
+                    "images and lose at most 0.1 point of top-1, int8 at most 1.0 point. An "
+                    "export outside that is kept, marked failed, and never used by default.")
+    export.add_argument("--run", required=True,
+                        help="a run id (as `runs` lists it) or the path `train` printed")
+    export.add_argument("--format", required=True, choices=("litert", "onnx", "saved_model"))
+    export.add_argument("--quantize", choices=("none", "float16", "int8"), default="none",
+                        help="litert only: float16 weights, or full-integer int8 calibrated "
+                             "on 300 images of the run's training split (default none)")
+    export.add_argument("--data", metavar="PATH",
+                        help="the run's data set, where it is no longer at the recorded path "
+                             "(the test set for parity, training images for int8)")
+    export.add_argument("--replace", action="store_true",
+                        help="export again over an existing export of the same name")
+    _add_common(export)
 
     bench = sub.add_parser("bench", help="train a list of models and record BENCHMARKS.md")
     bench.add_argument("--models", default="1-8", help="e.g. 1-5, 1,3,6 (default 1-8)")
@@ -299,7 +324,13 @@ def cmd_predict(args) -> int:
     from cifar_core.inference import Classifier
     from cifar_core.runs.store import resolve_run_ref
 
-    classifier = Classifier(resolve_run_ref(args.run, args.artifacts))
+    run_dir = resolve_run_ref(args.run, args.artifacts)
+    if args.runtime == "keras":
+        classifier = Classifier(run_dir)
+    else:
+        from cifar_core.exports.make import ExportClassifier
+
+        classifier = ExportClassifier(run_dir, args.runtime)
     results, failures = [], 0
     for file in args.images:
         try:
@@ -320,7 +351,8 @@ def cmd_predict(args) -> int:
                 else ""
             print(f"{file}: {ranked}{superclass}")
     if args.json:
-        print(json.dumps({"run": classifier.run_id, "results": results}, indent=2))
+        print(json.dumps({"run": classifier.run_id, "runtime": args.runtime,
+                          "results": results}, indent=2))
     return EXIT_PARTIAL if failures else 0
 
 
@@ -400,8 +432,36 @@ def cmd_tune(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from tqdm import tqdm
+
+    from cifar_core.exports.make import export_run
+    from cifar_core.exports.parity import in_words
+    from cifar_core.runs.store import resolve_run_ref
+
+    run_dir = resolve_run_ref(args.run, args.artifacts)
+    bar = None
+
+    def on_batch(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="batch", desc="parity on the test set")
+        bar.update(done - bar.n)
+
+    try:
+        entry = export_run(run_dir, args.format, args.quantize, data=args.data,
+                           replace=args.replace, log=lambda line: print(line, flush=True),
+                           on_batch=on_batch)
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"{run_dir / 'exports' / entry['file']}: {entry['bytes'] / 1e6:.2f} MB; "
+          + in_words(entry["parity"]))
+    return 0 if entry["parity"]["passed"] else EXIT_PARTIAL
+
+
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "bench": cmd_bench,
-            "tune": cmd_tune}
+            "tune": cmd_tune, "export": cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

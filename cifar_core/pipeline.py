@@ -29,6 +29,7 @@ from cifar_core.models.backbone import weights_identity
 from cifar_core.runs.progress import where_stopped
 from cifar_core.runs.provenance import environment_info
 from cifar_core.runs.store import (
+    EMBEDDING_FILE,
     METRICS_FILE,
     MODEL_FILE,
     PREDICTIONS_FILE,
@@ -175,6 +176,9 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
             writer.save_file(MODEL_FILE, lambda p: result.model.save(p))
             writer.save_file(PREDICTIONS_FILE, lambda p: np.savez_compressed(
                 p, **evaluation.predictions))
+            if evaluation.embedding is not None:
+                writer.save_file(EMBEDDING_FILE, lambda p: np.savez_compressed(
+                    p, **evaluation.embedding))
             writer.write_history(result.history)
             writer.write_json(METRICS_FILE, metrics)  # the results file, written last
         except OSError as exc:

@@ -111,6 +111,22 @@ def classifier(record: RunRecord):
     return _load_classifier(str(record.path), _stamp(record.path / MODEL_FILE))
 
 
+@st.cache_resource(max_entries=4, show_spinner="Loading the export…")
+def _load_export_classifier(run_dir: str, runtime: str, stamp: int | None):
+    from cifar_core.exports.make import ExportClassifier
+
+    return ExportClassifier(Path(run_dir), runtime)
+
+
+def export_classifier(record: RunRecord, runtime: str):
+    """The run's passing export for ``runtime`` (``cifar_core.exports.ExportClassifier``),
+    kept while its manifest is unchanged."""
+    from cifar_core.exports.manifest import MANIFEST_FILE, exports_folder
+
+    return _load_export_classifier(str(record.path), runtime,
+                                   _stamp(exports_folder(record.path) / MANIFEST_FILE))
+
+
 def test_images(record: RunRecord):
     """The run's test images (the library caches the data set), or None with a warning."""
     from cifar_core.analysis.images import run_dataset

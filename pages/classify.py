@@ -8,6 +8,7 @@ from cifar_core.analysis.images import upscale
 from cifar_core.analysis.names import readable
 from cifar_core.charts.prediction import saliency_figure, top_classes_figure
 from cifar_core.errors import CifarCoreError, ImageError
+from cifar_core.exports.manifest import passing_exports
 from pages import _ui
 
 _ui.page_frame()
@@ -17,6 +18,28 @@ FORMATS = ["png", "jpg", "jpeg", "bmp", "webp", "gif"]
 st.title("Classify")
 record = _ui.require_run()
 st.caption(f"Classifying with run {run_analysis.run_label(record)} (change it in the sidebar).")
+exports = passing_exports(record.path)
+with st.expander(f"Exports of this run ({len(exports)} passed the parity check)"):
+    from cifar_core.exports.manifest import exports_folder, read_manifest
+    from cifar_core.exports.parity import in_words
+
+    try:
+        entries = read_manifest(record.path)["exports"]
+    except CifarCoreError as exc:
+        entries = {}
+        st.warning(str(exc))
+    if not entries:
+        st.caption(f"None yet: `cifar-core export --run {record.run_id} --format litert "
+                   "--quantize int8` (or onnx, saved_model) writes one and checks it on the "
+                   "test set.")
+    for name, entry in entries.items():
+        st.markdown(f"**{name}**: {entry['bytes'] / 1e6:.2f} MB; {in_words(entry['parity'])}")
+        path = exports_folder(record.path) / entry["file"]
+        if entry["parity"].get("passed") and path.is_file():
+            st.download_button(f"Download {entry['file']}", path.read_bytes(),
+                               file_name=f"{record.run_id}-{entry['file']}",
+                               key=f"classify-download-{name}")
+
 
 SOURCES = {"upload": "Upload a file", "camera": "Camera", "test": "A test image"}
 TEST_PICK_KEY = "classify-test-pick"  # (class filter, draw number) of the test image shown
@@ -61,6 +84,26 @@ except CifarCoreError as exc:
     st.error(f"This run's model cannot be used: {exc}")
     st.stop()
 
+# An export that passed its parity check answers by default (faster); Keras draws the map.
+runtimes = ["keras", *dict.fromkeys(e["format"] for e in exports.values()
+                                    if e["format"] in ("litert", "onnx"))]
+controls = st.columns(2)
+runtime = controls[0].radio("Answered by", runtimes, horizontal=True, key="classify-runtime",
+                            index=1 if len(runtimes) > 1 else 0,
+                            format_func={"keras": "Keras (model.keras)", "litert": "LiteRT",
+                                         "onnx": "ONNX Runtime"}.get,
+                            help="An export of this run that passed its parity check on the "
+                                 "test set (cifar-core export), or the Keras model.")
+explain = controls[1].toggle("What drove the prediction (saliency map)", value=True,
+                             key="classify-explain",
+                             help="Computed with the Keras model (it needs gradients).")
+answering = classifier
+if runtime != "keras":
+    try:
+        answering = _ui.export_classifier(record, runtime)
+    except CifarCoreError as exc:
+        st.warning(f"The {runtime} export cannot be used, Keras answers instead: {exc}")
+
 from cifar_core.analysis.classify import (  # noqa: E402  (imports TensorFlow)
     classify_image,
     classify_upload,
@@ -72,8 +115,11 @@ result = None
 name = uploaded.name if uploaded is not None else "test image"
 try:
     with st.spinner("Classifying…"):
-        result = (classify_upload(classifier, uploaded.getvalue(), name=name)
-                  if uploaded is not None else classify_image(classifier, test_image))
+        result = (classify_upload(answering, uploaded.getvalue(), name=name,
+                                  explain=explain, explainer=classifier.model)
+                  if uploaded is not None else
+                  classify_image(answering, test_image, explain=explain,
+                                 explainer=classifier.model))
 except ImageError as exc:
     st.error(f"This file cannot be classified: {exc}")
 except CifarCoreError as exc:
@@ -101,7 +147,9 @@ with left:
                    if prediction.superclass else ""))
     if unsure := uncertainty(prediction):
         st.warning(unsure)
-    st.caption(f"Decoded and classified in {1000 * result.seconds:.0f} ms.")
+    answered_by = (f"the {answering.export_name} export ({runtime})"
+                   if answering is not classifier else "Keras")
+    st.caption(f"Decoded and classified in {1000 * result.seconds:.0f} ms by {answered_by}.")
 with right:
     st.plotly_chart(top_classes_figure(prediction.classes, prediction.probabilities),
                     width="stretch")
@@ -136,3 +184,4 @@ if st.toggle("Every counted model on this image", key="classify-every-model",
         st.caption(f"Not shown: {line}")
     if answers:
         st.caption(f"{len(answers)} models in {sum(a.seconds for a in answers):.2f} s.")
+

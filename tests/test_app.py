@@ -17,7 +17,8 @@ from streamlit.testing.v1 import AppTest
 from cifar_core.runs.store import list_runs
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ("overview", "classes", "confusion", "errors", "compare", "augmentation", "classify",
+PAGES = ("overview", "classes", "confusion", "errors", "compare", "embedding", "augmentation",
+         "classify",
          "tuning", "present")
 TIMEOUT = 120  # the first run imports TensorFlow
 TRIALS_CSV = (
@@ -536,6 +537,32 @@ def test_classify_a_test_image_and_every_counted_model_on_it(classify_app):
     at.radio(key="classify-source").set_value("upload").run()
 
 
+@pytest.mark.slow  # trains (trained_runs) and converts
+def test_classify_answers_with_a_passing_export_and_says_so(trained_runs, tmp_path):
+    from cifar_core.exports.make import export_run
+
+    source = next(r for r in list_runs(trained_runs) if r.model_number == 5)
+    shutil.copytree(source.path, tmp_path / "runs" / source.run_id)
+    export_run(tmp_path / "runs" / source.run_id, "litert", log=lambda line: None)
+    at = _open(_app(tmp_path, run_id=source.run_id), "classify")
+    assert any(m.value.startswith("**litert**: ") and m.value.endswith(": passed")
+               for m in at.markdown)
+    at.radio(key="classify-source").set_value("test").run()
+    _no_errors(at)
+    assert at.radio(key="classify-runtime").value == "litert"
+    said = next(c.value for c in at.caption if c.value.startswith("Decoded and classified"))
+    assert said.endswith("by the litert export (litert).")
+
+    def prediction(at):
+        return next(m.value for m in at.markdown if m.value.startswith("**Prediction:**"))
+
+    by_export = prediction(at)
+    at.radio(key="classify-runtime").set_value("keras").run()
+    _no_errors(at)
+    assert prediction(at).split("\n")[0] == by_export.split("\n")[0]
+    assert any(c.value.endswith("by Keras.") for c in at.caption)
+
+
 # --- odd run folders ----------------------------------------------------------------------
 
 
@@ -590,3 +617,44 @@ def test_odd_run_folders_never_crash_a_page(odd_runs, run_id):
     hidden = {name for name, column in json.loads(at.dataframe[0].proto.columns).items()
               if column.get("hidden")}
     assert "problems" in hidden  # listed below the table in full instead
+
+
+# --- the embedding map ------------------------------------------------------------------
+
+
+def test_embedding_page_draws_the_map_and_a_chosen_image_with_its_neighbours(dashboard_runs):
+    _, _, fine5 = _fine_runs(dashboard_runs)
+    at = _open(_app(dashboard_runs, run_id=fine5.run_id, embedding_method="pca"), "embedding")
+    _no_errors(at)
+    (chart,) = _charts(at)
+    assert fine5.run_id in chart["layout"]["title"]["text"]
+    points = sum(len(_array(trace["x"])) for trace in chart["data"])
+    assert points == fine5.metrics["num_test"]
+    assert any("saved with the run" in c.value for c in at.caption)
+    assert not _images(at)  # nothing chosen yet
+    at.session_state[f"embedding_chosen_{fine5.run_id}"] = 17
+    at.run()
+    _no_errors(at)
+    assert any(h.value == f"Test image #{17}" for h in at.subheader)
+    captions = _images(at)
+    assert captions[0].startswith("#17: true ") and len(captions) == 1 + 8
+    names = [trace.get("name") for trace in _charts(at)[0]["data"]]
+    assert "chosen image" in names and "its nearest neighbours" in names
+    at.toggle(key="embedding_errors_only").set_value(True).run()
+    _no_errors(at)
+    errors = int(fine5.metrics["num_test"] * (1 - fine5.metrics["test_top1"]) + 0.5)
+    assert sum(len(_array(t["x"])) for t in _charts(at)[0]["data"]
+               if t.get("customdata") is not None) == errors
+
+
+def test_embedding_page_without_saved_activations_or_a_model_says_so(dashboard_runs, tmp_path):
+    _, fine1, _ = _fine_runs(dashboard_runs)
+    target = _copy_run(fine1.path, tmp_path, "older-run")
+    (target / "embedding.npz").unlink()
+    at = _open(_app(tmp_path, run_id="older-run"), "embedding")
+    _no_errors(at)
+    assert not _charts(at)
+    at.button(key="embedding_compute").click().run()
+    assert not at.exception
+    assert any("cannot be computed" in i.value and "model.keras: missing" in i.value
+               for i in at.info)

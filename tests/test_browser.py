@@ -41,10 +41,10 @@ PRESENT_TITLE = re.compile("from a one-layer CNN to transfer learning")
 PAGES = [  # (url path, title on the page)
     ("", "Overview"), ("present", PRESENT_TITLE), ("train", "Train"), ("tuning", "Tuning"),
     ("classes", "Classes"), ("confusion", "Confusion"), ("errors", "Errors"),
-    ("compare", "Compare"), ("augmentation", "Augmentation"),
+    ("compare", "Compare"), ("embedding", "Embedding map"), ("augmentation", "Augmentation"),
     ("classify", "Classify")]
 CHART_PAGES = {"", "present", "tuning", "classes", "confusion", "errors", "compare",
-               "augmentation"}
+               "embedding", "augmentation"}
 WIDTHS = (1400, 1920)
 TOUR_HEIGHT = 3600  # px: tall enough for the longest page
 START_TIMEOUT = 120
@@ -202,6 +202,29 @@ def browser(server):
             chromium.close()
 
 
+# The embedding map's most isolated point (so a click cannot land on another one): its client
+# position and its test image number (customdata[1]).
+LONELY_POINT_JS = """
+(prefix) => {
+  const gd = [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+    .find(g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix));
+  const layout = gd._fullLayout, box = gd.getBoundingClientRect();
+  const points = [];
+  gd._fullData.filter(t => t.customdata).forEach(t => Array.from(t.x).forEach((x, i) =>
+    points.push({x: box.left + layout._size.l + layout.xaxis.l2p(x),
+                 y: box.top + layout._size.t + layout.yaxis.l2p(t.y[i]),
+                 image: Number(t.customdata[i][1])})));
+  let best = null, bestGap = -1;
+  for (const p of points) {
+    let gap = Infinity;
+    for (const q of points) if (q !== p) gap = Math.min(gap, Math.hypot(p.x - q.x, p.y - q.y));
+    if (gap > bestGap) { bestGap = gap; best = p; }
+  }
+  return {...best, gap: bestGap};
+}
+"""
+
+
 def _new_page(browser, width: int, height: int = 1400):
     """A page in a fresh context: its own cookies, so its own Streamlit session."""
     return browser.new_context(viewport={"width": width, "height": height}).new_page()
@@ -342,6 +365,35 @@ def test_a_class_by_model_cell_click_shows_that_class_under_that_model(server, b
     assert all(f"true {class_name}" in captions.nth(i).inner_text()
                for i in range(captions.count()))
     page.screenshot(path=str(screenshots / "compare-cell-clicked.png"))
+
+
+def test_an_embedding_point_click_shows_that_image_and_its_neighbours(server, browser,
+                                                                     screenshots):
+    base, artifacts, _ = server
+    fine5 = next(r for r in list_runs(artifacts) if r.model_number == 5)
+    page = _new_page(browser, WIDTHS[0], height=TOUR_HEIGHT)
+    _open(page, base, "embedding", "Embedding map")
+    _choose_run(page, fine5.run_id, "Embedding map")
+    title = f"Embedding map of run {fine5.run_id}"
+    page.wait_for_function(
+        """(prefix) => [...document.querySelectorAll(
+             '[data-testid="stPlotlyChart"] .js-plotly-plot')].some(
+             g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix))""",
+        arg=title, timeout=RENDER_TIMEOUT_MS)
+    point = page.evaluate(LONELY_POINT_JS, title)
+    assert point["gap"] > 3, point  # a point a click reaches unambiguously
+    page.mouse.move(point["x"], point["y"])
+    page.mouse.click(point["x"], point["y"])
+    page.get_by_role("heading", name=f"Test image #{point['image']}").wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    _wait_until_rendered(page, "Embedding map")
+    page.get_by_text("nearest neighbours, the closest first").wait_for(
+        timeout=RENDER_TIMEOUT_MS)
+    captions = page.locator("[data-testid='stMain'] [data-testid='stImageCaption']")
+    texts = [captions.nth(i).inner_text() for i in range(captions.count())]
+    assert texts[0].startswith(f"#{point['image']}: true ") and len(texts) == 1 + 8, texts
+    page.screenshot(path=str(screenshots / "embedding-point-clicked.png"))
+    page.context.close()
 
 
 def test_classify_an_upload_with_model_5(server, browser, screenshots):

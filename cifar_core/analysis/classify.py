@@ -47,23 +47,29 @@ def stored_size(data: bytes) -> tuple[int, int]:
 
 
 def classify_upload(classifier: Classifier, data: bytes, name: str = "upload", *,
-                    top: int = 5, explain: bool = True) -> ClassifiedUpload:
+                    top: int = 5, explain: bool = True,
+                    explainer=None) -> ClassifiedUpload:
     """Decode ``data`` like training data and classify it; ``ImageError`` for bad files."""
     start = time.perf_counter()
     model_input = to_model_input(open_image(data, name=name))
     return classify_image(classifier, model_input, top=top, explain=explain,
-                          original_size=stored_size(data), started=start)
+                          explainer=explainer, original_size=stored_size(data), started=start)
 
 
 def classify_image(classifier: Classifier, model_input: np.ndarray, *, top: int = 5,
-                   explain: bool = True, original_size: tuple[int, int] | None = None,
+                   explain: bool = True, explainer=None,
+                   original_size: tuple[int, int] | None = None,
                    started: float | None = None) -> ClassifiedUpload:
-    """Classify one 32x32x3 uint8 image (a decoded upload, or a test image as stored)."""
+    """Classify one 32x32x3 uint8 image (a decoded upload, or a test image as stored).
+
+    ``classifier`` answers (Keras, or an export's runtime); the saliency map needs gradients,
+    so it comes from ``explainer`` (a Keras model, default ``classifier.model``).
+    """
     start = time.perf_counter() if started is None else started
     prediction = classifier.predict(model_input, top=top)[0]
     seconds = time.perf_counter() - start
-    saliency = (saliency_map(classifier.model, model_input, prediction.indices[0])
-                if explain else None)
+    saliency = (saliency_map(explainer if explainer is not None else classifier.model,
+                             model_input, prediction.indices[0]) if explain else None)
     return ClassifiedUpload(original_size=original_size or model_input.shape[1::-1],
                             model_input=model_input, prediction=prediction,
                             saliency=saliency, run_id=classifier.run_id, seconds=seconds)

@@ -10,6 +10,8 @@
 ``history.csv``        one row per epoch
 ``metrics.json``       test metrics, per-class metrics, confusion matrices
 ``predictions.npz``    test predictions (top-k classes and probabilities)
+``embedding.npz``      the test images' penultimate-layer activations, float16 (runs
+                       written before it have none: ``cifar_core.analysis.embedding``)
 ``model.keras``        the trained model (loaded with Keras safe mode on)
 ``log.txt``            the job's console output (jobs started from the app)
 ``job.json``           a queued job's request and launches (``cifar_core.jobs``)
@@ -56,6 +58,7 @@ RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 RUN_FILE, CONFIG_FILE, HISTORY_FILE = "run.json", "config.json", "history.csv"
 METRICS_FILE, PREDICTIONS_FILE, MODEL_FILE, LOG_FILE = (
     "metrics.json", "predictions.npz", "model.keras", "log.txt")
+EMBEDDING_FILE = "embedding.npz"  # optional: older runs lack it
 
 
 def now_iso() -> str:

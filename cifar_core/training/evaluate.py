@@ -12,6 +12,8 @@ import numpy as np
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cifar_core.data.dataset import Dataset
+from cifar_core.errors import CifarCoreError
+from cifar_core.models.penultimate import compact, penultimate_model, with_penultimate
 from cifar_core.training.train import labels_for, output_class_names
 
 TOP_K = 5  # predictions.npz keeps the top 5 classes and probabilities per test image
@@ -21,6 +23,7 @@ TOP_K = 5  # predictions.npz keeps the top 5 classes and probabilities per test 
 class Evaluation:
     metrics: dict  # the content of metrics.json
     predictions: dict[str, np.ndarray]  # the arrays of predictions.npz
+    embedding: dict[str, np.ndarray] | None = None  # the arrays of embedding.npz
 
 
 def top_k_accuracy(probs: np.ndarray, y_true: np.ndarray, k: int) -> float:
@@ -40,14 +43,46 @@ class _BatchProgress(keras.callbacks.Callback):
         self._on_batch(batch + 1, self.steps)
 
 
+def _predict(model, images: np.ndarray, batch_size: int,
+             on_batch: Callable[[int, int], None] | None):
+    extra = {"callbacks": [_BatchProgress(math.ceil(len(images) / batch_size), on_batch)]} \
+        if on_batch else {}  # without one, the plain call (any object with predict() works)
+    return model.predict(images, batch_size=batch_size, verbose=0, **extra)
+
+
 def predict_probabilities(model: keras.Model, images: np.ndarray, batch_size: int = 500,
                           on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
     """The model's probabilities for ``images``; ``on_batch(done, total)`` after each batch
     (a large model's test pass takes minutes: the dashboard shows its progress)."""
-    extra = {"callbacks": [_BatchProgress(math.ceil(len(images) / batch_size), on_batch)]} \
-        if on_batch else {}  # without one, the plain call (any object with predict() works)
-    return np.asarray(model.predict(images, batch_size=batch_size, verbose=0, **extra),
-                      dtype=np.float32)
+    return np.asarray(_predict(model, images, batch_size, on_batch), dtype=np.float32)
+
+
+def embedding_arrays(activations: np.ndarray) -> dict[str, np.ndarray]:
+    """The arrays of ``embedding.npz`` for the test images' penultimate ``activations``."""
+    vectors, stored_as = compact(activations)
+    return {"vectors": vectors, "layer_width": np.int32(np.prod(activations.shape[1:])),
+            "stored_as": np.array(stored_as)}
+
+
+def predict_with_embedding(model, images: np.ndarray, batch_size: int = 500,
+                           on_batch: Callable[[int, int], None] | None = None
+                           ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """``(probabilities, embedding arrays)`` for ``images``: one pass where the classifier
+    layer is in the model itself, a second pass for the activations where it is nested
+    (test-time flips). The embedding is None for a model without a ``classifier`` layer."""
+    combined = with_penultimate(model) if isinstance(model, keras.Model) else None
+    if combined is not None:
+        probs, activations = _predict(combined, images, batch_size, on_batch)
+        return np.asarray(probs, dtype=np.float32), embedding_arrays(np.asarray(activations))
+    probs = predict_probabilities(model, images, batch_size, on_batch)
+    if not isinstance(model, keras.Model):
+        return probs, None
+    try:
+        inner = penultimate_model(model)
+    except CifarCoreError:
+        return probs, None
+    activations = np.asarray(_predict(inner, images, batch_size, None))
+    return probs, embedding_arrays(activations)
 
 
 def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine", *,
@@ -56,10 +91,11 @@ def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine", *,
 
     Superclass accuracy: for fine-label models, each fine prediction is mapped to its
     superclass; for coarse-label models, it is their own top-1. ``on_batch(done, total)``
-    reports the test set's prediction batches.
+    reports the test set's prediction batches. The same pass gives the test images'
+    penultimate activations (``Evaluation.embedding``, saved as ``embedding.npz``).
     """
     start = time.perf_counter()
-    probs = predict_probabilities(model, dataset.x_test, on_batch=on_batch)
+    probs, embedding = predict_with_embedding(model, dataset.x_test, on_batch=on_batch)
     y_true = labels_for(dataset, label_set, "test")
     names = output_class_names(dataset, label_set)
     num_outputs = len(names)
@@ -115,4 +151,4 @@ def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine", *,
         "top_probs": np.take_along_axis(probs, order, axis=1).astype(np.float32),
         "probs": probs.astype(np.float16),
     }
-    return Evaluation(metrics=metrics, predictions=predictions)
+    return Evaluation(metrics=metrics, predictions=predictions, embedding=embedding)

@@ -1,0 +1,203 @@
+"""Embedding-map benchmark: what the map of one real run costs, from activations to pixels.
+
+    python benchmarks/embedding.py --run RUN --artifacts DIR [--data SOURCE] [--browser]
+                                   [--repeats 5] [--no-write]
+
+For a completed run (for example one of ``cifar-core bench``'s, 10,000 test images), times:
+
+- the test pass with and without the penultimate activations (what ``evaluate()`` pays to
+  save ``embedding.npz``), and the on-demand computation for an older run (model + cache);
+- each map method on those activations (UMAP twice: the first call in a process includes
+  numba's compilation, which a dashboard server pays once);
+- drawing: the table and figure built and serialised, the Embedding map page rendered by
+  AppTest (warm median, coordinates cached), and with ``--browser`` the page opened in
+  Chromium until every point is drawn (Streamlit started by this script).
+
+Targets (issue 17): the map drawn in at most 3 s once its coordinates exist; computing them at
+most 60 s. Prints the results and writes the "Embedding map" section of BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "tests"))
+
+DRAW_TARGET_S, COMPUTE_TARGET_S = 3.0, 60.0
+
+
+def _timed(action):
+    start = time.perf_counter()
+    value = action()
+    return time.perf_counter() - start, value
+
+
+def time_library(record, images, model, cache: Path) -> tuple[dict, object]:
+    from cifar_core.analysis import embedding as ea
+    from cifar_core.training.evaluate import predict_probabilities, predict_with_embedding
+
+    predict_probabilities(model, images[:500])  # build the predict functions once
+    predict_with_embedding(model, images[:500])
+    times = {}
+    times["test pass, probabilities only"], _ = _timed(lambda: predict_probabilities(model,
+                                                                                     images))
+    times["test pass, probabilities and activations (evaluate)"], _ = _timed(
+        lambda: predict_with_embedding(model, images))
+    times["activations of an older run: computed and cached"], found = _timed(
+        lambda: ea.compute_embedding(record, model, images, cache))
+    seed = int((record.config or {}).get("seed") or 0)
+    for label, method in (("map: PCA", "pca"), ("map: UMAP, first in the process", "umap"),
+                          ("map: UMAP, again", "umap"), ("map: t-SNE", "tsne")):
+        times[label], _ = _timed(lambda method=method: ea.map_coordinates(found.vectors,
+                                                                          method, seed))
+    ea.run_map(record, found, "umap", seed, cache)  # cached for the drawing below
+    return times, found
+
+
+def time_drawing(record, found, cache: Path, artifacts: Path, repeats: int) -> dict:
+    from streamlit.testing.v1 import AppTest
+
+    from cifar_core.analysis import embedding as ea
+    from cifar_core.analysis.images import load_predictions
+    from cifar_core.charts.embedding import embedding_figure
+
+    seed = int((record.config or {}).get("seed") or 0)
+    xy = ea.cached_map(record, found, "umap", seed, cache)
+    predictions = load_predictions(record.path)
+
+    def build():
+        table = ea.map_table(xy, predictions, record.metrics)
+        colour = "true superclass" if "true superclass" in table else "true class"
+        return embedding_figure(table, colour_by=colour, run_id=record.run_id).to_json()
+
+    build()
+    figure = statistics.median(_timed(build)[0] for _ in range(repeats))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=300)
+    at.session_state["artifacts_dir"] = str(artifacts)
+    at.session_state["run_id"] = record.run_id
+    at.run()
+    at.switch_page("pages/embedding.py")
+    cold, _ = _timed(at.run)
+    assert not at.exception, [e.value for e in at.exception]
+    warm = [_timed(at.run)[0] for _ in range(repeats)]
+    return {"table and figure built and serialised (median)": figure,
+            "Embedding map page, AppTest, cold": cold,
+            "Embedding map page, AppTest, warm (median)": statistics.median(warm),
+            "Embedding map page, AppTest, warm (max)": max(warm)}
+
+
+def time_browser(record, artifacts: Path, cache: Path, data: str | None) -> dict:
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit
+
+    env = {**os.environ, "CIFAR_CORE_ARTIFACTS": str(artifacts), "CIFAR_CORE_CACHE": str(cache),
+           "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if data:
+        env["CIFAR_CORE_DATA"] = data
+    log = cache / "streamlit.log"
+    process, base = start_streamlit(REPO, env, log, "--server.headless", "true",
+                                    "--browser.gatherUsageStats", "false")
+    count = record.metrics["num_test"]
+    results = {}
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                                 args=CHROMIUM_ARGS)
+            for attempt in ("first view (server warms up)", "second view"):
+                page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+                start = time.perf_counter()
+                page.goto(f"{base}/embedding", wait_until="domcontentloaded")
+                page.wait_for_function(
+                    "(n) => document.querySelectorAll("
+                    "'[data-testid=\"stPlotlyChart\"] .scatterlayer path.point').length >= n",
+                    arg=count, timeout=300_000)
+                results[f"browser: page opened until all {count:,} points drawn, {attempt}"] = \
+                    time.perf_counter() - start
+                page.context.close()
+            browser.close()
+    finally:
+        stop_streamlit(process)
+    return results
+
+
+def markdown(record, found, times: dict, repeats: int, browser: bool) -> str:
+    from dashboard import environment_lines
+
+    lines = [
+        f"Generated by `python benchmarks/embedding.py --run {record.run_id}"
+        f"{' --browser' if browser else ''}` on "
+        f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M')} UTC.",
+        "",
+        *environment_lines(),
+        f"- Run `{record.run_id}`: model {record.model_number}, "
+        f"{record.config['dataset'].get('name')} ({record.metrics['num_test']:,} test images, "
+        f"sha256 {str(record.config['dataset'].get('sha256'))[:16]}), activations: "
+        f"{found.stored_as} of the penultimate layer",
+        f"- Warm = median of {repeats} after one untimed call.",
+        "",
+        "| step | seconds | target |",
+        "|---|---|---|",
+    ]
+    for name, value in times.items():
+        target = ""
+        if name.startswith("map: UMAP") or name.startswith("map: t-SNE"):
+            target = f"< {COMPUTE_TARGET_S:.0f} s: " + ("yes" if value < COMPUTE_TARGET_S
+                                                        else "**no**")
+        elif "page" in name or "drawn" in name:
+            target = f"< {DRAW_TARGET_S:.0f} s: " + ("yes" if value < DRAW_TARGET_S
+                                                     else "**no**")
+        lines.append(f"| {name} | {value:.2f} | {target} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run", required=True, help="a completed run id in --artifacts")
+    parser.add_argument("--artifacts", type=Path, help="default: CIFAR_CORE_ARTIFACTS")
+    parser.add_argument("--data", help="the run's data set, when its recorded path moved")
+    parser.add_argument("--browser", action="store_true", help="also time Chromium")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    args = parser.parse_args()
+
+    from cifar_core import settings
+    from cifar_core.analysis.images import run_dataset
+    from cifar_core.inference import Classifier
+    from cifar_core.runs.store import load_run, resolve_run_ref
+
+    artifacts = settings.artifacts_dir(args.artifacts)
+    path = resolve_run_ref(args.run, artifacts)
+    record = load_run(path)
+    images = run_dataset(record, fallback_source=args.data).x_test
+    model = Classifier(path).model
+    with tempfile.TemporaryDirectory(prefix="embedding-bench-") as scratch:
+        cache = Path(scratch)
+        os.environ["CIFAR_CORE_CACHE"] = str(cache)  # the page reads the cache timed here
+        if args.data:
+            os.environ["CIFAR_CORE_DATA"] = args.data
+        times, found = time_library(record, images, model, cache)
+        times.update(time_drawing(record, found, cache, artifacts, args.repeats))
+        if args.browser:
+            times.update(time_browser(record, artifacts, cache, args.data))
+    body = markdown(record, found, times, args.repeats, args.browser)
+    print(body)
+    if not args.no_write:
+        from cifar_core.bench import update_section
+
+        update_section(REPO / "BENCHMARKS.md", "embedding-map", body, "Embedding map")
+        print(f"wrote the embedding-map section of {REPO / 'BENCHMARKS.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Embedding map of one run: its test images placed by what the penultimate layer sees; a
+click shows one image and its nearest neighbours. The computations are in
+``cifar_core.analysis.embedding``, the figure in ``cifar_core.charts.embedding``."""
+
+from pathlib import Path
+
+import streamlit as st
+
+from cifar_core.analysis import embedding as embedding_analysis
+from cifar_core.analysis import errors as error_analysis
+from cifar_core.analysis import images as image_analysis
+from cifar_core.analysis import runs as run_analysis
+from cifar_core.charts.embedding import embedding_figure, selected_position
+from cifar_core.errors import CifarCoreError
+from pages import _ui
+
+_ui.page_frame()
+NEIGHBOURS = 8
+
+st.title("Embedding map")
+record = _ui.require_run()
+st.caption(f"Run {run_analysis.run_label(record)}")
+
+
+def compute_activations() -> embedding_analysis.Embedding | None:
+    """The run's activations from its model, once, with a progress bar."""
+    try:
+        model = _ui.classifier(record).model
+    except CifarCoreError as exc:
+        st.info(f"This run has no saved activations, and they cannot be computed: {exc}")
+        return None
+    images = _ui.test_images(record)
+    if images is None:
+        return None
+    bar = st.progress(0.0, text="Computing the penultimate-layer activations…")
+    result = embedding_analysis.compute_embedding(
+        record, model, images, on_batch=lambda done, total: bar.progress(
+            done / total, text=f"Computing the activations: batch {done} of {total}"))
+    bar.empty()
+    return result
+
+
+found = None
+with _ui.guard("The embedding map"):
+    found = embedding_analysis.saved_embedding(record)
+    if found is None:
+        st.markdown("This run was written before runs saved their test images' activations. "
+                    "They are computed once from its model and kept in the cache folder "
+                    "(seconds for models 1-7, about a minute for model 8).")
+        if st.button("Compute the activations", type="primary", key="embedding_compute"):
+            found = compute_activations()
+    if found is None:
+        st.stop()
+
+    metrics = record.metrics
+    predictions = _ui.predictions(record)
+    left, middle, right = st.columns(3)
+    seed = int((record.config or {}).get("seed") or 0)
+    methods = list(embedding_analysis.METHODS)
+    # PCA first, as it is instant; UMAP once it has been computed for this run.
+    ready = embedding_analysis.cached_map(record, found, "umap", seed) is not None
+    method = left.radio("Map", methods, horizontal=True,
+                        index=methods.index("umap" if ready else "pca"),
+                        format_func={"umap": "UMAP", "tsne": "t-SNE", "pca": "PCA"}.get,
+                        key="embedding_method",
+                        help="UMAP keeps both neighbourhoods and the layout of groups; t-SNE "
+                             "neighbourhoods only; PCA is linear and instant. UMAP and t-SNE "
+                             "take up to a minute the first time, then come from the cache.")
+    coordinates = embedding_analysis.cached_map(record, found, method, seed)
+    if coordinates is None:
+        with st.spinner(f"Placing {len(found.vectors):,} images with "
+                        f"{embedding_analysis.METHODS[method]} (once per run and method; "
+                        "up to a minute)…"):
+            coordinates = embedding_analysis.run_map(record, found, method, seed)
+    table = embedding_analysis.map_table(coordinates, predictions, metrics)
+    colours = [c for c in ("true superclass", "true class") if c in table]
+    colour_by = middle.radio("Colour by", colours, horizontal=True, key="embedding_colour")
+    only_errors = right.toggle("Misclassified images only", key="embedding_errors_only")
+
+    chosen_key = f"embedding_chosen_{record.run_id}"
+    chosen = st.session_state.get(chosen_key)
+    neighbours = (embedding_analysis.nearest_neighbours(found.vectors, chosen, NEIGHBOURS)
+                  if chosen is not None else [])
+    shown = table[~table["correct"]] if only_errors else table
+    figure = embedding_figure(shown, colour_by=colour_by, run_id=record.run_id,
+                              how=embedding_analysis.METHODS[method], chosen=chosen,
+                              neighbours=[n for n in neighbours if n in set(shown["position"])]
+                              if chosen is not None and chosen in set(shown["position"])
+                              else ())
+    event = st.plotly_chart(figure, width="stretch", on_select="rerun",
+                            selection_mode="points",
+                            key=f"embedding-{record.run_id}-{method}-{colour_by}-{only_errors}")
+    clicked = selected_position((event.get("selection", {}) if isinstance(event, dict)
+                                 else {}).get("points"))
+    if clicked is not None and clicked != chosen:
+        st.session_state[chosen_key] = clicked
+        st.rerun()  # draw the rings around the new choice
+    st.caption(f"Activations: {found.stored_as} of the penultimate layer, {found.origin}. "
+               f"Map: {embedding_analysis.METHODS[method]}, seed {seed}. Neighbours are the "
+               "closest by cosine similarity of the activations, not of the map.")
+
+    if chosen is None:
+        st.caption("Click a point to see its image and its nearest neighbours.")
+    else:
+        images = _ui.test_images(record)
+        row = table.iloc[chosen]
+        st.subheader(f"Test image #{row['test image']}")
+        verdict = "right" if row["correct"] else "wrong"
+        st.markdown(f"True **{row['true class']}**, predicted **{row['predicted class']}** "
+                    f"({100 * row['confidence']:.0f}%, {verdict}).")
+        if images is not None:
+            picked = image_analysis.gallery(error_analysis.examples_at(predictions, [chosen]),
+                                            images, metrics, size=160)
+            st.image(picked[0].image, caption=picked[0].caption, width=160)
+            st.markdown(f"**Its {len(neighbours)} nearest neighbours**, the closest first")
+            _ui.show_gallery(record, image_analysis.gallery(
+                error_analysis.examples_at(predictions, neighbours), images, metrics),
+                key=f"embedding-neighbours-{record.run_id}-{chosen}")
+
+with _ui.guard("The export"):
+    if found is None:
+        st.stop()
+    st.subheader("Open it in TensorBoard's Embedding Projector")
+    folder = Path(_ui.artifacts()) / "projector" / record.run_id
+    if st.button("Write the projector files", key="embedding_export"):
+        images = _ui.test_images(record)
+        with st.spinner("Writing vectors, metadata and the sprite image…"):
+            embedding_analysis.write_projector(folder, record, found, predictions, images)
+        st.success(f"Written to `{folder}`: vectors.tsv, metadata.tsv"
+                   + (", sprite.png" if images is not None else "")
+                   + ", projector_config.pbtxt.")
+    st.markdown("Then run the command below and open its Projector tab "
+                "(3-D views, search by class, its own t-SNE and UMAP):")
+    st.code(f"tensorboard --logdir {folder}", language="bash")
