@@ -34,6 +34,8 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 
 DRAW_TARGET_S, COMPUTE_TARGET_S = 3.0, 60.0
+POINTS_JS = """() => document.querySelectorAll(
+  '[data-testid="stPlotlyChart"] .scatterlayer path.point').length"""
 
 
 def _timed(action):
@@ -117,13 +119,27 @@ def time_browser(record, artifacts: Path, cache: Path, data: str | None) -> dict
                 page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
                 start = time.perf_counter()
                 page.goto(f"{base}/embedding", wait_until="domcontentloaded")
-                page.wait_for_function(
-                    "(n) => document.querySelectorAll("
-                    "'[data-testid=\"stPlotlyChart\"] .scatterlayer path.point').length >= n",
-                    arg=count, timeout=300_000)
+                drawn = f"() => ({POINTS_JS})() >= {count}"
+                page.wait_for_function(drawn, timeout=300_000)
                 results[f"browser: page opened until all {count:,} points drawn, {attempt}"] = \
                     time.perf_counter() - start
                 page.context.close()
+            # Inside an open page: the map redrawn after a control changes (the errors alone,
+            # then all points again), the coordinates cached.
+            page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
+            page.goto(f"{base}/embedding", wait_until="domcontentloaded")
+            page.wait_for_function(drawn, timeout=300_000)
+            toggle = page.get_by_text("Misclassified images only")
+            errors = round(count * (1 - record.metrics["test_top1"]))
+            toggle.click()
+            page.wait_for_function(f"() => ({POINTS_JS})() === {errors}", timeout=300_000)
+            page.wait_for_timeout(500)
+            start = time.perf_counter()
+            toggle.click()
+            page.wait_for_function(drawn, timeout=300_000)
+            results[f"browser: map redrawn with all {count:,} points after a control changes"] = \
+                time.perf_counter() - start
+            page.context.close()
             browser.close()
     finally:
         stop_streamlit(process)

@@ -202,6 +202,10 @@ def test_the_map_table_names_classes_superclasses_and_errors():
     assert list(table["true superclass"]) == ["fruit", "trees", "trees"]
     coarse = ea.map_table(np.zeros((3, 2)), predictions, {**metrics, "label_set": "coarse"})
     assert "true superclass" not in coarse
+    without = ea.map_table(np.zeros((3, 2)), predictions,  # e.g. CIFAR-10 image folders
+                           {"label_set": "fine", "class_names": metrics["class_names"],
+                            "superclass_names": None, "output_to_superclass": None})
+    assert "true superclass" not in without and list(without["true class"])[1] == "maple tree"
     with pytest.raises(DataError, match="2 map points for 3"):
         ea.map_table(np.zeros((2, 2)), predictions, metrics)
 

@@ -26,7 +26,7 @@ import pandas as pd
 from PIL import Image
 
 from cifar_core import settings
-from cifar_core.analysis.classes import class_names, output_to_superclass
+from cifar_core.analysis.classes import class_names, has_superclasses, output_to_superclass
 from cifar_core.analysis.names import readable
 from cifar_core.errors import ConfigError, DataError, RunFolderError
 from cifar_core.runs.files import atomic_save, atomic_write_text
@@ -214,9 +214,8 @@ def map_table(coordinates: np.ndarray, predictions: dict[str, np.ndarray],
         "correct": y_true == y_pred,
         "confidence": np.asarray(predictions["top_probs"], dtype=float)[:, 0],
     })
-    mapping = output_to_superclass(metrics)
-    supers = metrics.get("superclass_names")
-    if mapping is not None and supers and metrics.get("label_set") == "fine":
+    if has_superclasses(metrics) and metrics.get("label_set") == "fine":
+        mapping, supers = output_to_superclass(metrics), metrics["superclass_names"]
         table["true superclass"] = [readable(supers[mapping[i]]) for i in y_true]
         table["predicted superclass"] = [readable(supers[mapping[i]]) for i in y_pred]
     return table

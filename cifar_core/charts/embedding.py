@@ -17,9 +17,9 @@ PALETTE = (*plotly.colors.qualitative.Dark24, *plotly.colors.qualitative.Light24
            *plotly.colors.qualitative.Alphabet)
 ERROR_SYMBOL, RIGHT_SYMBOL = "x", "circle"
 LEGEND_ON_TOP_MAX = 20  # more groups than this: the legend goes beside the plot
-# SVG markers, not WebGL (Scattergl): a browser without WebGL (headless, remote desktops,
-# some locked-down machines) draws nothing of a WebGL trace; 10,000 SVG points draw within
-# the 3 s budget (BENCHMARKS.md, "Embedding map").
+# SVG markers (Scatter), not WebGL (Scattergl): measured in Chromium on 10,000 points, WebGL
+# was no faster here (page opened to map drawn 3.39 s against 3.23 s: the time is Streamlit's,
+# not the drawing's; BENCHMARKS.md, "Embedding map"), and SVG draws on any browser.
 
 
 def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_id: str = "",
