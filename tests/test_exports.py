@@ -227,3 +227,31 @@ def test_predict_with_an_export_answers_like_keras(exported, tiny_cifar100, tmp_
         assert out["runtime"] == which
         answers[which] = [r["top"][0]["class"] for r in out["results"]]
     assert answers[runtime] == answers["keras"]
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+@pytest.mark.parametrize("export_format", ["litert", "onnx"])
+def test_model8_exports_with_its_flips_upsampling_and_bfloat16_blocks(export_format, tmp_path):
+    """Model 8 as built (test-time flips around the network, 144 px upsampling, the folded
+    upper base in the fine-tune precision) converts, and its export answers like Keras."""
+    from conftest import SHARED_WEIGHTS_V1, require_shared
+
+    from cifar_core.exports.convert import write_export
+    from cifar_core.exports.runtimes import open_runtime
+    from cifar_core.models.builder import build_model, with_test_time_flips
+    from cifar_core.models.specs import get_spec
+
+    spec = get_spec(8)
+    model = build_model(spec, 10, backbone_weights=str(require_shared(SHARED_WEIGHTS_V1)),
+                        seed=1)
+    assert spec.recipe.test_time_flips
+    model = with_test_time_flips(model)
+    images = np.random.default_rng(0).integers(0, 256, (12, 32, 32, 3)).astype(np.float32)
+    expected = np.asarray(model(images, training=False))
+    suffix = "tflite" if export_format == "litert" else "onnx"
+    path = write_export(model, tmp_path / f"model.{suffix}", export_format)
+    answers = open_runtime(path, export_format).probabilities(images)
+    np.testing.assert_array_equal(answers.argmax(axis=1), expected.argmax(axis=1))
+    # Keras computes the folded blocks in bfloat16 where the CPU has it; the export in float32.
+    np.testing.assert_allclose(answers, expected, atol=0.05)
