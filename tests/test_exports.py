@@ -252,6 +252,10 @@ def test_model8_exports_with_its_flips_upsampling_and_bfloat16_blocks(export_for
     suffix = "tflite" if export_format == "litert" else "onnx"
     path = write_export(model, tmp_path / f"model.{suffix}", export_format)
     answers = open_runtime(path, export_format).probabilities(images)
-    np.testing.assert_array_equal(answers.argmax(axis=1), expected.argmax(axis=1))
-    # Keras computes the folded blocks in bfloat16 where the CPU has it; the export in float32.
+    # Keras computes the folded blocks in bfloat16 where the CPU has it, the export in
+    # float32: close, but an untrained head's near-even answers may swap their top class, so
+    # the exact check is against the float32 copy the export was made from.
     np.testing.assert_allclose(answers, expected, atol=0.05)
+    reference = np.asarray(inference_copy(model)(images, training=False))
+    np.testing.assert_array_equal(answers.argmax(axis=1), reference.argmax(axis=1))
+    np.testing.assert_allclose(answers, reference, atol=1e-4)
