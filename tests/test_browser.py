@@ -266,6 +266,15 @@ def _choose_run(page, run_id: str, title) -> None:
     _wait_until_rendered(page, title)
 
 
+def _wait_for_chart(page, title: str) -> None:
+    """Until the chart whose title holds ``title`` is drawn (a page may hold several)."""
+    page.wait_for_function(
+        """(prefix) => [...document.querySelectorAll(
+             '[data-testid="stPlotlyChart"] .js-plotly-plot')].some(
+             g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix))""",
+        arg=title, timeout=RENDER_TIMEOUT_MS)
+
+
 def _pair_caption(page) -> str:
     return page.get_by_text(re.compile(r"test images of")).first.inner_text()
 
@@ -347,11 +356,7 @@ def test_a_class_by_model_cell_click_shows_that_class_under_that_model(server, b
     _open(page, base, "compare", "Compare")
     _choose_run(page, fine5.run_id, "Compare")
     title = "Recall of every class"
-    page.wait_for_function(  # the heatmap drawn (a page holds several charts)
-        """(prefix) => [...document.querySelectorAll(
-             '[data-testid="stPlotlyChart"] .js-plotly-plot')].some(
-             g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix))""",
-        arg=title, timeout=RENDER_TIMEOUT_MS)
+    _wait_for_chart(page, title)
     cell = page.evaluate(TITLED_CELL_CENTRE_JS, [title, 3, 1])
     page.mouse.move(cell["x"], cell["y"])
     page.mouse.click(cell["x"], cell["y"])
@@ -375,11 +380,7 @@ def test_an_embedding_point_click_shows_that_image_and_its_neighbours(server, br
     _open(page, base, "embedding", "Embedding map")
     _choose_run(page, fine5.run_id, "Embedding map")
     title = f"Embedding map of run {fine5.run_id}"
-    page.wait_for_function(
-        """(prefix) => [...document.querySelectorAll(
-             '[data-testid="stPlotlyChart"] .js-plotly-plot')].some(
-             g => g._fullLayout && (g._fullLayout.title.text || '').includes(prefix))""",
-        arg=title, timeout=RENDER_TIMEOUT_MS)
+    _wait_for_chart(page, title)
     point = page.evaluate(LONELY_POINT_JS, title)
     assert point["gap"] > 3, point  # a point a click reaches unambiguously
     page.mouse.move(point["x"], point["y"])

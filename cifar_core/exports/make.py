@@ -37,25 +37,13 @@ from cifar_core.exports.manifest import (
 from cifar_core.exports.parity import parity
 from cifar_core.exports.runtimes import batched_probabilities, open_runtime
 from cifar_core.inference import Classifier, load_model_safely
-from cifar_core.runs.provenance import git_commit
+from cifar_core.runs.provenance import git_commit, package_versions
 from cifar_core.runs.store import MODEL_FILE, load_run, now_iso
 
 EXPORT_PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "onnxruntime", "tf2onnx", "onnx")
 # Which passing export answers for a runtime, the most faithful first.
 PREFERENCE = {"litert": ("litert", "litert-float16", "litert-int8"), "onnx": ("onnx",),
               "saved_model": ("saved_model",)}
-
-
-def _versions(names) -> dict[str, str | None]:
-    from importlib import metadata
-
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
 
 
 def representative_images(dataset, record, count: int = REPRESENTATIVE_IMAGES) -> np.ndarray:
@@ -124,7 +112,7 @@ def export_run(run_dir: str | Path, export_format: str, quantization: str = "non
                    "values": "class probabilities"},
         "representative_images": None if representative is None else len(representative),
         "code": {"commit": commit.get("commit"), "dirty": commit.get("dirty"),
-                 "packages": _versions(EXPORT_PACKAGES)},
+                 "packages": package_versions(EXPORT_PACKAGES)},
         "created_at": now_iso(),
         "parity": figures,
     }
@@ -174,7 +162,5 @@ class ExportClassifier(Classifier):
         self.runtime_name = runtime
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.uint8)
-        if images.ndim == 3:
-            images = images[None]
-        return self.runtime.probabilities(images.astype(np.float32))
+        # uint8 first, as Classifier does: the same values whatever type the caller passes
+        return self.runtime.probabilities(np.asarray(images, dtype=np.uint8))

@@ -22,6 +22,12 @@ def _missing(package: str, extra: str = "export") -> ConfigError:
                        f"'cifar-core[{extra}]' (or pip install {package})")
 
 
+def as_batch(images: np.ndarray) -> np.ndarray:
+    """One image (32x32x3) or a batch of them, as a float32 batch."""
+    images = np.asarray(images, dtype=np.float32)
+    return images[None] if images.ndim == 3 else images
+
+
 class LiteRTRuntime:
     """A ``.tflite`` file in LiteRT's interpreter, resized to each batch."""
 
@@ -38,9 +44,7 @@ class LiteRTRuntime:
         self._batch = None
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 3:
-            images = images[None]
+        images = as_batch(images)
         if self._batch != len(images):
             self.interpreter.resize_tensor_input(self._input["index"], images.shape)
             self.interpreter.allocate_tensors()
@@ -65,9 +69,7 @@ class OnnxRuntime:
         self._input = self.session.get_inputs()[0].name
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 3:
-            images = images[None]
+        images = as_batch(images)
         return np.asarray(self.session.run(None, {self._input: images})[0], dtype=np.float32)
 
 
@@ -82,9 +84,7 @@ class SavedModelRuntime:
         self.loaded = tf.saved_model.load(str(path))
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
-        images = np.asarray(images, dtype=np.float32)
-        if images.ndim == 3:
-            images = images[None]
+        images = as_batch(images)
         return np.asarray(self.loaded.serve(images), dtype=np.float32)
 
 
