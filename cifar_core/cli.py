@@ -1,4 +1,4 @@
-"""The ``cifar-core`` command line: train, runs, predict, export, bench, tune.
+"""The ``cifar-core`` command line: train, runs, predict, export, bench, tune, report, card.
 
 Every command prints errors as one line ``error: ...`` on stderr and exits non-zero; values
 are checked before any data is loaded or model built.
@@ -182,7 +182,34 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--resume", metavar="RUN", help="chief: continue a stopped search")
     _add_search_flags(tune)
     _add_common(tune)
+    _add_report_commands(sub)
     return parser
+
+
+def _add_report_commands(sub) -> None:
+    """`report` (the Present page's report as HTML, PDF or slides) and `card` (a run's
+    model card)."""
+    report = sub.add_parser(
+        "report", help="the stakeholder report of the counted runs: HTML, PDF or slides",
+        description="The Present page's report from a terminal: the newest data set's runs, "
+                    "the counting run of each model. PDF and slides are drawn by a headless "
+                    "Chromium.")
+    report.add_argument("--format", required=True, choices=("html", "pdf", "pptx"))
+    report.add_argument("--out", metavar="PATH",
+                        help="file to write (default ./cifar-report-<time>.<format>)")
+    report.add_argument("--runs-dir", "--artifacts", dest="artifacts", metavar="DIR",
+                        help="the artifacts folder holding runs/, or that runs/ folder (env "
+                             f"{settings.ENV_ARTIFACTS}, default ./artifacts)")
+    report.add_argument("--browser", metavar="PATH",
+                        help=f"Chromium for PDF and slides (env {settings.ENV_CHROMIUM}; "
+                             "default: chromium, chromium-browser or google-chrome on PATH)")
+    card = sub.add_parser("card", help="write a run's model card (Markdown)")
+    card.add_argument("--run", required=True,
+                      help="a run id (as `runs` lists it) or the path `train` printed")
+    card.add_argument("--out", metavar="PATH",
+                      help="file to write, - for standard output (default "
+                           "./<run id>-model-card.md)")
+    _add_common(card)
 
 
 def _port(text: str) -> int:
@@ -460,8 +487,44 @@ def cmd_export(args) -> int:
     return 0 if entry["parity"]["passed"] else EXIT_PARTIAL
 
 
+def cmd_report(args) -> int:
+    from pathlib import Path
+
+    from cifar_core.reports.outputs import report_file_name, report_from_folder
+    from cifar_core.runs.files import atomic_write_bytes
+
+    data, counting = report_from_folder(args.format, args.artifacts, browser=args.browser)
+    out = Path(args.out) if args.out else Path(report_file_name(args.format))
+    if out.is_dir():
+        out = out / report_file_name(args.format)
+    atomic_write_bytes(out, data)
+    print(f"{out}: {len(data) / 1e6:.2f} MB, {len(counting)} counted runs: "
+          + ", ".join(r.run_id for r in counting.values()))
+    return 0
+
+
+def cmd_card(args) -> int:
+    from pathlib import Path
+
+    from cifar_core.reports.card import run_card_markdown
+    from cifar_core.runs.files import atomic_write_text
+    from cifar_core.runs.store import load_run, resolve_run_ref
+
+    record = load_run(resolve_run_ref(args.run, args.artifacts))
+    text = run_card_markdown(record)
+    if args.out == "-":
+        print(text)
+        return 0
+    out = Path(args.out) if args.out else Path(f"{record.run_id}-model-card.md")
+    if out.is_dir():
+        out = out / f"{record.run_id}-model-card.md"
+    atomic_write_text(out, text)
+    print(out)
+    return 0
+
+
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "bench": cmd_bench,
-            "tune": cmd_tune, "export": cmd_export}
+            "tune": cmd_tune, "export": cmd_export, "report": cmd_report, "card": cmd_card}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,6 +29,14 @@ class RunFolderError(CifarCoreError):
     """A run folder is missing, unreadable, of another schema version, or outside the root."""
 
 
+class RendererError(CifarCoreError):
+    """A PDF or slide deck cannot be drawn: no browser or renderer was found or it failed.
+
+    Its message is one line that names what to install or set (``apt-get install
+    chromium``, ``pip install kaleido``), since that is all the user can do about it.
+    """
+
+
 class RunStopped(Exception):
     """The user asked the run to stop (SIGTERM from the app's Stop button, or Ctrl-C).
 

@@ -14,6 +14,9 @@ ENV_DATA = "CIFAR_CORE_DATA"  # CIFAR-100 archive/folder or an image-folder data
 ENV_BACKBONE_WEIGHTS = "CIFAR_CORE_BACKBONE_WEIGHTS"  # local MobileNet weights file
 ENV_CACHE = "CIFAR_CORE_CACHE"  # decoded data sets and cached backbone features
 ENV_KERAS_HOME = "KERAS_HOME"  # Keras's own cache root (datasets/ lives below it)
+# The Chromium that draws the PDF and slide charts (default: chromium, chromium-browser or
+# google-chrome on PATH: cifar_core.reports.render.find_browser)
+ENV_CHROMIUM = "CIFAR_CORE_CHROMIUM"
 # Model 7's cached trials: "float32" or "mixed_bfloat16" (default: bfloat16 where the CPU has
 # native bfloat16 matrix units, see cifar_core.search.trials.head_precision)
 ENV_HEAD_PRECISION = "CIFAR_CORE_HEAD_PRECISION"
@@ -46,6 +49,12 @@ def data_source(explicit: str | os.PathLike | None = None) -> str | None:
 def backbone_weights(explicit: str | os.PathLike | None = None) -> str:
     """MobileNet weights: a local file path, or ``"imagenet"`` (the Keras download)."""
     return str(explicit or os.environ.get(ENV_BACKBONE_WEIGHTS) or "imagenet")
+
+
+def browser_path(explicit: str | os.PathLike | None = None) -> str | None:
+    """The Chromium the user named (a flag, else ``CIFAR_CORE_CHROMIUM``), or None: search."""
+    value = explicit or os.environ.get(ENV_CHROMIUM)
+    return str(value) if value else None
 
 
 def cache_dir(explicit: str | os.PathLike | None = None) -> Path:

@@ -6,20 +6,21 @@ import streamlit as st
 
 from cifar_core.analysis import classes as class_analysis
 from cifar_core.analysis import report
-from cifar_core.analysis.runs import dataset_name, model_title, progression_points
+from cifar_core.analysis.runs import model_title, progression_points
 from cifar_core.charts.classes import extremes_figure
 from cifar_core.charts.confusion import confusion_figure
 from cifar_core.charts.progression import progression_figure
 from cifar_core.charts.style import square_cells
+from cifar_core.reports.card import run_card_markdown
 from cifar_core.reports.html import build_html_report
+from cifar_core.reports.outputs import FORMATS, build_report, report_file_name
 from pages import _ui
 
 _ui.page_frame()
 
 records = _ui.runs()
 scope, datasets, counting = _ui.scope_and_counting()
-data_name = dataset_name(next(iter(counting.values()), None)) or "CIFAR-100"
-title = f"{data_name}: from a one-layer CNN to transfer learning"
+title = report.report_title(counting)
 st.title(title)
 if not counting:
     st.info("Nothing to present yet: no completed runs. See the **Overview** page.")
@@ -68,3 +69,43 @@ with _ui.guard("Preparing the downloads"):
     right.download_button("Per-class metrics of the best model (CSV)", on_click="ignore",
                           data=report.per_class_csv(focus), file_name=f"{focus.run_id}-classes.csv",
                           mime="text/csv", help=f"run {focus.run_id}")
+
+
+def _drawn_download(column, fmt: str, what: str) -> None:
+    """A PDF or deck, drawn by a headless Chromium only when asked (a few seconds): a
+    button, then its download, kept for this session while the counted runs stay the same."""
+    key = f"present_{fmt}"
+    made_for = (title, tuple(sorted(r.run_id for r in counting.values())))
+    held = st.session_state.get(key)
+    slot = column.empty()  # the button, replaced by the download once the file is drawn
+    if not (held and held["for"] == made_for):
+        if not slot.button(f"Prepare the {what}", key=f"present_prepare_{fmt}",
+                           help="Draws the charts with a headless Chromium: a few seconds."):
+            return
+        with column, st.spinner(f"Drawing the {what}..."):
+            data = build_report(fmt, records, counting, title=title)
+        held = st.session_state[key] = {"for": made_for, "data": data,
+                                        "name": report_file_name(fmt)}
+    slot.download_button(f"Download the {what}", data=held["data"], file_name=held["name"],
+                           mime=FORMATS[fmt].media_type, on_click="ignore", type="primary",
+                           key=f"present_download_{fmt}",
+                           help="The report's content, runs and configurations included.")
+
+
+pdf_column, slides_column, card_column = st.columns(3)
+with _ui.guard("Preparing the PDF"):
+    _drawn_download(pdf_column, "pdf", "report (PDF)")
+with _ui.guard("Preparing the slides"):
+    _drawn_download(slides_column, "pptx", "slides (PPTX)")
+with _ui.guard("Preparing the model card"):
+    # A card per counted run (default: the best model's); `cifar-core card --run` writes
+    # any run's.
+    card_runs = sorted(counting.values(), key=lambda r: (r.model_number, r.label_set != "fine"))
+    carded = card_column.selectbox(
+        "Model card of", card_runs, index=card_runs.index(focus), key="present_card_run",
+        format_func=lambda r: f"{model_title(r.model_number)} ({r.label_set}) · {r.run_id}")
+    card_column.download_button(
+        "Download its model card (Markdown)", on_click="ignore",
+        data=lambda: run_card_markdown(carded), file_name=f"{carded.run_id}-model-card.md",
+        mime="text/markdown", key="present_download_card",
+        help=f"run {carded.run_id}: what it is, its data, numbers, limits and provenance")

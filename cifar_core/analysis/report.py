@@ -16,10 +16,14 @@ from cifar_core.analysis.classes import has_superclasses, per_class_table
 from cifar_core.analysis.runs import (
     ProgressionPoint,
     RunKey,
+    choose_counting_runs,
+    dataset_name,
+    datasets_of,
     model_title,
     run_minutes,
     usable_runs,
 )
+from cifar_core.models.specs import SPECS
 from cifar_core.runs.store import RunRecord
 
 
@@ -64,6 +68,58 @@ def headline_numbers(points: Iterable[ProgressionPoint]) -> list[HeadlineNumber]
         numbers.append(HeadlineNumber("Best superclass accuracy", value, point.run_id,
                                       f"{model_title(point.model)} ({how})"))
     return numbers
+
+
+def report_title(counting: Mapping[RunKey, RunRecord]) -> str:
+    """The presentation's title, named after the counted runs' data set."""
+    data_name = dataset_name(next(iter(counting.values()), None)) or "CIFAR-100"
+    return f"{data_name}: from a one-layer CNN to transfer learning"
+
+
+def report_scope(records: Iterable[RunRecord], choices: Mapping[str, str] | None = None,
+                 dataset: str | None = None
+                 ) -> tuple[str | None, dict[str, str], dict[RunKey, RunRecord]]:
+    """(data set key, {data set key: label}, counted runs) of a presentation: the data set
+    asked for where it has runs, else the newest one, and its counting run per model (the
+    user's ``choices``, else ``choose_counting_runs``'s default), as the Present page has it."""
+    records = list(records)
+    datasets = datasets_of(records)
+    scope = dataset if dataset in datasets else next(iter(datasets), None)
+    return scope, datasets, choose_counting_runs(records, choices, scope)
+
+
+@dataclass(frozen=True)
+class ModelStep:
+    """One counted model against the counted model before it (same label set)."""
+
+    record: RunRecord
+    previous: RunRecord | None
+    changes: tuple[str, ...]  # "Model 5: random ... flips": each model's change since then
+    gain: float | None  # top-1 against the previous model, in percentage points
+
+
+def progression_steps(counting: Mapping[RunKey, RunRecord]) -> list[ModelStep]:
+    """The counted runs in model order, each with what changed since the previous counted
+    model of its label set: the run's own recorded change, and those of models in between
+    that have no counted run (the progression adds one change a model)."""
+    steps, last = [], {}
+    for (model, labels), record in sorted(counting.items(),
+                                          key=lambda item: (item[0][0], item[0][1] != "fine")):
+        previous = last.get(labels)
+        changes = []
+        if previous is not None:
+            for number in range(previous.model_number + 1, model):
+                if number in SPECS:
+                    changes.append(f"Model {number}: {SPECS[number].change}")
+            own = ((record.config or {}).get("model") or {}).get("change") or (
+                SPECS[model].change if model in SPECS else None)
+            if own:
+                changes.append(f"Model {model}: {own}")
+        gain = (100 * (record.metrics["test_top1"] - previous.metrics["test_top1"])
+                if previous is not None else None)
+        steps.append(ModelStep(record, previous, tuple(changes), gain))
+        last[labels] = record
+    return steps
 
 
 # --- CSV ---------------------------------------------------------------------------------

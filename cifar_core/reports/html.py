@@ -5,17 +5,22 @@ It sits above ``cifar_core.analysis`` (the numbers) and ``cifar_core.charts`` (t
 so that neither of those needs the other the wrong way round. Every number names the run it
 came from, and the report lists each run's configuration (model, hyperparameters, seed, data
 identity, code version), so a reader can trace and reproduce any figure. The HTML embeds
-plotly.js: it opens offline, as one file.
+plotly.js: it opens offline, as one file. ``report_sections`` is the content, shared with the
+printed report (``build_print_html``, static figures, made into a PDF by
+``cifar_core.reports.pdf``), so the two never say different things.
 """
 
 from __future__ import annotations
 
 import html
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import PurePath
 
+import plotly.graph_objects as go
+
+from cifar_core.analysis.card import model_card
 from cifar_core.analysis.classes import (
     confusion_matrix,
     has_superclasses,
@@ -35,6 +40,7 @@ from cifar_core.charts.confusion import confusion_figure
 from cifar_core.charts.progression import progression_figure
 from cifar_core.charts.style import square_cells
 from cifar_core.models.specs import REPORT_RESULTS
+from cifar_core.reports.card import card_html
 from cifar_core.runs.store import RunRecord
 
 _CSS = """
@@ -46,7 +52,8 @@ border-radius:8px;padding:.8rem 1rem;min-width:200px}.card .value{font-size:2rem
 .table-wrap{max-width:100%;overflow-x:auto}table{border-collapse:collapse;width:100%;
 font-size:.85rem}th,td{border:1px solid #dde3ea;padding:.3rem .5rem;text-align:left;
 vertical-align:top;overflow-wrap:anywhere}th{background:#f4f6f9}table.settings th{width:12rem;
-font-weight:600}code{font-size:.85em}
+font-weight:600}code{font-size:.85em}.card-grid{display:grid;
+grid-template-columns:repeat(auto-fit,minmax(320px,1fr));gap:.5rem 1.5rem}
 """
 
 
@@ -199,18 +206,19 @@ def _runs_rows(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord
             for r in frame.astype(object).where(frame.notna(), None).to_dict("records")]
 
 
-def build_html_report(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord], *,
-                      title: str = "CIFAR-100 model progression",
-                      generated_at: datetime | None = None) -> str:
-    """A single self-contained HTML file with the presentation's content.
+def report_sections(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord], *,
+                    title: str, generated: str, figure: Callable[[go.Figure], str],
+                    table_first: bool = False) -> list[str]:
+    """The report's content as HTML fragments, in order: headline, progression, inside the
+    best model, all completed runs, a model card per counted run, and the configuration
+    behind every number.
 
-    ``counting`` are the runs that count per model (``choose_counting_runs``); ``records``
-    the runs to list in the metrics table.
+    ``figure`` turns a plotly figure into its HTML: a plotly.js div for the interactive
+    report, an inline SVG drawn beforehand for the printed one (``cifar_core.reports.pdf``).
+    ``table_first`` puts the counted runs' numbers beside the headline, before the chart
+    (the printed report's first page is then the whole summary).
     """
-    import plotly.offline
-
     records = list(records)
-    generated = (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
     points = progression_points(counting)
     parts = [f"<h1>{_esc(title)}</h1>",
              f"<p class='muted'>Generated {_esc(generated)} from {len(counting)} counted runs. "
@@ -226,42 +234,105 @@ def build_html_report(records: Iterable[RunRecord], counting: Mapping[RunKey, Ru
             f"<div class='value'>{_pct(n.value)}</div><div>{_esc(n.detail)}</div>"
             f"<div class='muted'>run <code>{_esc(n.run_id)}</code></div></div>"
             for n in headline_numbers(points))
-        parts += ["<h2>Headline</h2>", f"<div class='cards'>{cards}</div>",
-                  "<h2>Progression</h2>", _figure_html(progression_figure(points)),
+        numbers = _table([{"model": model_title(p.model), "labels": p.labels,
+                           "top-1": _pct(p.top1), "top-5": _pct(p.top5),
+                           "superclass": _pct(p.superclass), "profile": p.profile,
+                           "run id": p.run_id} for p in points])
+        parts += ["<h2>Headline</h2>", f"<div class='cards'>{cards}</div>"]
+        if table_first:
+            parts += ["<h3>The counted runs</h3>", numbers]
+        parts += ["<h2 class='section-progression'>Progression</h2>",
+                  figure(progression_figure(points)),
                   "<p class='muted'>Grey markers are the report's published CIFAR-100 results "
                   + _esc(", ".join(f"model {m}: fine {v.get('fine')}%, superclasses "
                                    f"{v.get('superclass')}%"
                                    for m, v in sorted(REPORT_RESULTS.items())))
-                  + "; they are references, not measurements of this project.</p>",
-                  _table([{"model": model_title(p.model), "labels": p.labels,
-                           "top-1": _pct(p.top1), "top-5": _pct(p.top5),
-                           "superclass": _pct(p.superclass), "profile": p.profile,
-                           "run id": p.run_id} for p in points])]
+                  + "; they are references, not measurements of this project.</p>"]
+        if not table_first:
+            parts.append(numbers)
         focus = focus_run(counting)
         if focus is not None:
-            parts.append(f"<h2>Inside {_esc(model_title(focus.model_number))}</h2>"
+            parts.append(f"<h2 class='section-inside'>Inside "
+                         f"{_esc(model_title(focus.model_number))}</h2>"
                          f"<p class='muted'>run <code>{_esc(focus.run_id)}</code>, "
                          f"{_esc(dataset_label(focus))}</p>")
             if has_superclasses(focus.metrics):
-                parts.append(_figure_html(square_cells(confusion_figure(
+                parts.append(figure(square_cells(confusion_figure(
                     confusion_matrix(focus.metrics, "superclass"),
                     superclass_names(focus.metrics), normalize=True,
                     selectable=False,
                     title="Superclass confusion (% of each true superclass)"))))
             extremes = weakest_and_strongest(focus.metrics, "f1", 10)
-            parts.append(_figure_html(extremes_figure(extremes, focus.run_id)))
+            parts.append(figure(extremes_figure(extremes, focus.run_id)))
             if extremes.message:
                 parts.append(f"<p class='muted'>{_esc(extremes.message)}</p>")
     parts += ["<h2>All completed runs</h2>", _table(_runs_rows(records, counting)),
               "<p class='muted'>training (s): the fit as training recorded it; whole run "
               "(min): from the run's start to its end, data loading, feature pass, warm-up, "
-              "search and evaluation included.</p>",
-              "<h2>Configuration behind every number</h2>"]
+              "search and evaluation included.</p>"]
+    if counting:
+        parts += ["<h2>Model cards</h2>",
+                  "<p class='muted'>One card per counted run: what the model is, the data it "
+                  "was trained and tested on, its numbers, its weakest classes, its limits, "
+                  "its intended use and where it came from.</p>"]
+        parts += [card_html(model_card(record)) for record in counting.values()]
+    parts.append("<h2 class='new-page'>Configuration behind every number</h2>")
     for record in counting.values():
         parts += [f"<h3>{_esc(model_title(record.model_number) if record.model_number else '')}"
                   f" ({_esc(record.label_set)} labels) · run <code>{_esc(record.run_id)}</code>"
                   "</h3>", _settings_table(_configuration_rows(record))]
+    return parts
+
+
+def generated_stamp(generated_at: datetime | None = None) -> str:
+    return (generated_at or datetime.now(UTC)).isoformat(timespec="seconds")
+
+
+def build_html_report(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord], *,
+                      title: str = "CIFAR-100 model progression",
+                      generated_at: datetime | None = None) -> str:
+    """A single self-contained HTML file with the presentation's content.
+
+    ``counting`` are the runs that count per model (``choose_counting_runs``); ``records``
+    the runs to list in the metrics table.
+    """
+    import plotly.offline
+
+    parts = report_sections(records, counting, title=title,
+                            generated=generated_stamp(generated_at), figure=_figure_html)
     script = f"<script type='text/javascript'>{plotly.offline.get_plotlyjs()}</script>"
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
             f"<title>{_esc(title)}</title><style>{_CSS}</style>{script}</head>"
+            f"<body>{''.join(parts)}</body></html>")
+
+
+# The printed report: A4 landscape, so a 1000 px chart prints at its own size; figures,
+# cards and table rows are never split across pages, and a heading stays with what follows.
+PRINT_CSS = """
+@page{size:A4 landscape;margin:11mm 12mm 13mm 12mm;
+@bottom-right{content:counter(page) " / " counter(pages);font:8pt Helvetica,Arial,sans-serif;
+color:#5f6b7a}}
+body{max-width:none;margin:0;padding:0;font-size:10pt}h1{font-size:20pt;margin-top:0}
+h2{margin-top:1rem;break-after:avoid}h3,h4{break-after:avoid}h4{margin:.5rem 0 .25rem}
+.new-page,.section-progression,.section-inside{break-before:page}
+.figure{break-inside:avoid;margin:.4rem 0}
+.figure svg{max-width:100%;height:auto;max-height:158mm;display:block;margin:0 auto}
+.model-card .muted{font-size:8pt}
+.card,tr,.model-card li{break-inside:avoid}table{font-size:8pt}th,td{padding:.15rem .35rem}
+.table-wrap{overflow:visible}.model-card{break-before:page}.model-card p{margin:.3rem 0}
+.model-card ul{margin:0;padding-left:1.1rem}
+.card-grid{grid-template-columns:repeat(3,1fr);gap:.4rem 1rem}
+"""
+
+
+def build_print_html(records: Iterable[RunRecord], counting: Mapping[RunKey, RunRecord], *,
+                     title: str, figure: Callable[[go.Figure], str],
+                     generated_at: datetime | None = None) -> str:
+    """The report as a page for printing: the same sections, figures drawn by ``figure``
+    (static images: the page holds no script, so a print never waits for one)."""
+    parts = report_sections(records, counting, title=title,
+                            generated=generated_stamp(generated_at), figure=figure,
+                            table_first=True)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>{_esc(title)}</title><style>{_CSS}{PRINT_CSS}</style></head>"
             f"<body>{''.join(parts)}</body></html>")
