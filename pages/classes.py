@@ -11,6 +11,7 @@ from cifar_core.charts.classes import (
     confused_pairs_figure,
     extremes_figure,
 )
+from cifar_core.reports.card import run_card_markdown
 from pages import _ui
 
 _ui.page_frame()
@@ -18,7 +19,15 @@ _ui.page_frame()
 st.title("Classes")
 record = _ui.require_run()
 metrics = record.metrics
-st.caption(f"Run {run_analysis.run_label(record)}")
+caption, card = st.columns([4, 1], vertical_alignment="center")
+caption.caption(f"Run {run_analysis.run_label(record)}")
+with _ui.guard("Preparing the model card"):
+    card.download_button(
+        "Model card (Markdown)", on_click="ignore", key="classes_download_card",
+        data=lambda: run_card_markdown(record), file_name=f"{record.run_id}-model-card.md",
+        mime="text/markdown",
+        help=f"run {record.run_id}: what it is, its data, numbers, limits and provenance "
+             "(also `cifar-core card --run RUN`)")
 percent = st.column_config.NumberColumn(format="percent")
 
 with _ui.guard("Per-class metrics"):

@@ -98,14 +98,10 @@ with _ui.guard("Preparing the PDF"):
 with _ui.guard("Preparing the slides"):
     _drawn_download(slides_column, "pptx", "slides (PPTX)")
 with _ui.guard("Preparing the model card"):
-    # A card per counted run (default: the best model's); `cifar-core card --run` writes
-    # any run's.
-    card_runs = sorted(counting.values(), key=lambda r: (r.model_number, r.label_set != "fine"))
-    carded = card_column.selectbox(
-        "Model card of", card_runs, index=card_runs.index(focus), key="present_card_run",
-        format_func=lambda r: f"{model_title(r.model_number)} ({r.label_set}) · {r.run_id}")
+    # The best model's card; any run's is on the Classes page (the sidebar's run) and from
+    # `cifar-core card --run RUN`. This page keeps no controls of its own: it is presented.
     card_column.download_button(
-        "Download its model card (Markdown)", on_click="ignore",
-        data=lambda: run_card_markdown(carded), file_name=f"{carded.run_id}-model-card.md",
+        "Model card of the best model (Markdown)", on_click="ignore",
+        data=lambda: run_card_markdown(focus), file_name=f"{focus.run_id}-model-card.md",
         mime="text/markdown", key="present_download_card",
-        help=f"run {carded.run_id}: what it is, its data, numbers, limits and provenance")
+        help=f"run {focus.run_id}: what it is, its data, numbers, limits and provenance")

@@ -308,14 +308,7 @@ def test_present_page_draws_pdf_and_slides_only_when_asked(runs_root, monkeypatc
     assert not at.error
     downloads = _downloads(at)
     assert downloads[0] == "Download the report (HTML)"
-    assert "Download its model card (Markdown)" in downloads
-    card_of = at.selectbox(key="present_card_run")
-    assert len(card_of.options) == len(_all_files(runs_root))  # one card per counted run
-    other = next(i for i in range(len(card_of.options)) if i != card_of.index)
-    card_of.select_index(other).run()
-    other = card_of.options[other]
-    [card] = [b for b in at.get("download_button") if b.proto.label.startswith("Download its")]
-    assert other.split(" · ")[-1] in card.proto.help  # the chosen run's card, not the best's
+    assert "Model card of the best model (Markdown)" in downloads
     assert "Download the report (PDF)" not in downloads and calls == []  # not at render
     assert at.button(key="present_prepare_pdf").label == "Prepare the report (PDF)"
     assert at.button(key="present_prepare_pptx").label == "Prepare the slides (PPTX)"
@@ -327,6 +320,16 @@ def test_present_page_draws_pdf_and_slides_only_when_asked(runs_root, monkeypatc
     assert "Download the report (PDF)" not in _downloads(at)
     at.run()  # a rerun keeps the deck: no second drawing
     assert len(calls) == 1 and "Download the slides (PPTX)" in _downloads(at)
+
+
+def test_classes_page_offers_the_model_card_of_the_sidebars_run(runs_root):
+    at = _present(runs_root)
+    at.switch_page("pages/classes.py").run()
+    for run_id in _all_files(runs_root):
+        at.sidebar.selectbox(key="run_id").set_value(run_id).run()
+        assert not at.exception, [e.value for e in at.exception]
+        [card] = [b for b in at.get("download_button") if b.proto.label == "Model card (Markdown)"]
+        assert run_id in card.proto.help  # the sidebar's run, not another one
 
 
 def test_present_page_without_a_browser_says_what_to_install(runs_root, monkeypatch):
