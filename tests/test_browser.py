@@ -50,6 +50,27 @@ TOUR_HEIGHT = 3600  # px: tall enough for the longest page
 START_TIMEOUT = 120
 RENDER_TIMEOUT_MS = 120_000
 LABEL_SLACK_PX = 2  # anti-aliasing: a label may touch its plot area's edge
+SETTLE_QUIET_MS = 250  # a page is drawn once its DOM has not changed for this long
+
+# Resolves once every plotly chart on the page has drawn its SVG and the main block has not
+# changed for `quiet` ms (at most 10 s: a page that keeps moving, such as a job's progress,
+# is then taken as it is).
+SETTLED_JS = """
+quiet => new Promise(resolve => {
+  const main = document.querySelector('[data-testid="stMain"]') || document.body;
+  const drawn = () => [...document.querySelectorAll('[data-testid="stPlotlyChart"]')]
+    .every(chart => chart.querySelector('.main-svg'));
+  let timer = null;
+  const done = () => { observer.disconnect(); clearTimeout(limit); resolve(); };
+  const restart = () => { clearTimeout(timer);
+                          timer = setTimeout(() => drawn() ? done() : restart(), quiet); };
+  const observer = new MutationObserver(restart);
+  observer.observe(main, {subtree: true, childList: true, attributes: true,
+                          characterData: true});
+  const limit = setTimeout(done, 10000);
+  restart();
+})
+"""
 
 # For every drawn plotly chart: its title, its plot areas (one rectangle a subplot), and
 # every value label plotly drew for a trace (bar and scatter text, heatmap cell text),
@@ -236,7 +257,9 @@ def _wait_until_rendered(page, title) -> None:
     page.wait_for_function(
         "() => !document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')",
         timeout=RENDER_TIMEOUT_MS)
-    page.wait_for_timeout(800)  # let plotly finish drawing before the screenshot
+    # Plotly draws after Streamlit has placed the chart: wait until every chart has its SVG
+    # and the page has stopped changing (a fixed 0.8 s sleep before: 26 s of the tour).
+    page.evaluate(SETTLED_JS, SETTLE_QUIET_MS)
 
 
 def _open(page, base: str, path: str, title) -> None:
@@ -290,7 +313,7 @@ def test_every_page_at_two_widths(server, browser, screenshots, width):
         if path in CHART_PAGES:  # drawn, not only placed: plotly's SVG is there
             page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(
                 timeout=RENDER_TIMEOUT_MS)
-            page.wait_for_timeout(500)
+            page.evaluate(SETTLED_JS, SETTLE_QUIET_MS)
         charts = page.evaluate(CHART_GEOMETRY_JS)
         assert not _labels_outside_plot_areas(charts), (path, width)
         if path == "present":
