@@ -20,7 +20,7 @@ record = _ui.require_run()
 st.caption(f"Classifying with run {run_analysis.run_label(record)} (change it in the sidebar).")
 exports = passing_exports(record.path)
 with st.expander(f"Exports of this run ({len(exports)} passed the parity check)"):
-    from cifar_core.exports.manifest import exports_folder, read_manifest
+    from cifar_core.exports.manifest import download, exports_folder, read_manifest
     from cifar_core.exports.parity import in_words
 
     try:
@@ -35,10 +35,13 @@ with st.expander(f"Exports of this run ({len(exports)} passed the parity check)"
     for name, entry in entries.items():
         st.markdown(f"**{name}**: {entry['bytes'] / 1e6:.2f} MB; {in_words(entry['parity'])}")
         path = exports_folder(record.path) / entry["file"]
-        if entry["parity"].get("passed") and path.is_file():
-            st.download_button(f"Download {entry['file']}", path.read_bytes(),
-                               file_name=f"{record.run_id}-{entry['file']}",
-                               key=f"classify-download-{name}")
+        if entry["parity"].get("passed") and path.exists():
+            folder = path.is_dir()  # a SavedModel: offered as one zip
+            st.download_button(
+                f"Download {entry['file']}" + (" (zip)" if folder else ""),
+                data=lambda name=name, entry=entry: download(record.path, name, entry)[0],
+                file_name=f"{record.run_id}-{entry['file']}" + (".zip" if folder else ""),
+                on_click="ignore", key=f"classify-download-{name}")
 
 
 SOURCES = {"upload": "Upload a file", "camera": "Camera", "test": "A test image"}

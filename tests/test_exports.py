@@ -183,6 +183,24 @@ def test_every_format_passes_parity_and_the_manifest_describes_each_file(exporte
 
 
 @pytest.mark.slow
+def test_the_classify_page_offers_every_passing_export_savedmodel_as_a_zip(exported):
+    from streamlit.testing.v1 import AppTest
+
+    run = _run(exported)
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"),
+                           default_timeout=120)
+    at.session_state["artifacts_dir"] = str(exported)
+    at.session_state["run_id"] = run.run_id
+    at.run()
+    at.switch_page("pages/classify.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    labels = {b.proto.label for b in at.get("download_button")}
+    entries = read_manifest(run.path)["exports"]
+    assert labels == {f"Download {e['file']}" + (" (zip)" if name == "saved_model" else "")
+                      for name, e in entries.items()}
+
+
+@pytest.mark.slow
 def test_an_existing_export_is_replaced_only_when_asked(exported):
     run = _run(exported)
     before = _tree(run.path / "exports")
@@ -259,3 +277,32 @@ def test_model8_exports_with_its_flips_upsampling_and_bfloat16_blocks(export_for
     reference = np.asarray(inference_copy(model)(images, training=False))
     np.testing.assert_array_equal(answers.argmax(axis=1), reference.argmax(axis=1))
     np.testing.assert_allclose(answers, reference, atol=1e-4)
+
+
+def test_a_download_is_the_checked_file_or_its_savedmodel_folder_as_one_zip(tmp_path):
+    import io
+    import zipfile
+
+    from cifar_core.exports.manifest import download
+
+    run = tmp_path / "20261202-000000-m5-fine"
+    folder = run / "exports" / "m5_saved_model"
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"graph")
+    (folder / "variables" / "variables.index").write_bytes(b"index")
+    single = run / "exports" / "m5_litert_int8.tflite"
+    single.write_bytes(b"TFL3 bytes")
+    saved = {"file": folder.name, "sha256": content_sha256(folder)}
+    litert = {"file": single.name, "sha256": content_sha256(single)}
+
+    data, name = download(run, "saved_model", saved)
+    assert name == f"{run.name}-m5_saved_model.zip"
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        assert {n: archive.read(n) for n in archive.namelist()} == {
+            "m5_saved_model/saved_model.pb": b"graph",
+            "m5_saved_model/variables/variables.index": b"index"}
+    assert download(run, "litert_int8", litert) == (b"TFL3 bytes", f"{run.name}-{single.name}")
+    # A file changed after its parity check is not handed out under that check's figures.
+    single.write_bytes(b"TFL3 other")
+    with pytest.raises(RunFolderError, match="SHA-256 mismatch"):
+        download(run, "litert_int8", litert)

@@ -16,6 +16,8 @@ truncated, swapped) is refused wherever it would be used.
 from __future__ import annotations
 
 import hashlib
+import io
+import zipfile
 from pathlib import Path
 
 from cifar_core.errors import RunFolderError
@@ -86,6 +88,24 @@ def checked_path(run_dir: str | Path, name: str, entry: dict) -> Path:
                              "checked (SHA-256 mismatch: changed or swapped); export it again "
                              "with --replace")
     return path
+
+
+def download(run_dir: str | Path, name: str, entry: dict) -> tuple[bytes, str]:
+    """(bytes, file name) of export ``name`` to hand to a user: the file itself, or a
+    SavedModel folder as one zip whose top folder is the export's name. Only after its
+    SHA-256 is checked (``checked_path``), so a changed or swapped file is never offered
+    under the manifest's parity figures."""
+    path = checked_path(run_dir, name, entry)
+    stem = f"{Path(run_dir).name}-{path.name}"
+    if path.is_file():
+        return path.read_bytes(), stem
+    buffer = io.BytesIO()
+    # Stored, not deflated: a SavedModel's variables hardly compress and zipping them
+    # would cost seconds of a page view for a few per cent.
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:
+        for file in sorted(p for p in path.rglob("*") if p.is_file()):
+            archive.write(file, f"{path.name}/{file.relative_to(path).as_posix()}")
+    return buffer.getvalue(), f"{stem}.zip"
 
 
 def passing_exports(run_dir: str | Path) -> dict[str, dict]:
