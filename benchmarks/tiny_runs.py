@@ -6,9 +6,12 @@ import io
 from pathlib import Path
 
 
-def make_tiny_runs(artifacts: Path, plan: list[tuple[int, str, int]]) -> list:
+def make_tiny_runs(artifacts: Path, plan: list[tuple[int, str, int]],
+                   backbone_weights: str | None = None, train_per_class: int = 5) -> list:
     """Completed runs by the real pipeline on a tiny CIFAR-100-format archive, one per
-    (model, labels, seed) of ``plan``; runs already there are kept, so a rerun is quick."""
+    (model, labels, seed) of ``plan``; runs already there are kept, so a rerun is quick.
+    Models 6-8 need ``backbone_weights`` (a local MobileNet weights file); model 7's search
+    needs ``train_per_class`` of at least 8 (its largest batch, 250, fits in a fold)."""
     from cifar_archives import write_cifar100_archive
 
     from cifar_core.analysis.runs import usable_runs
@@ -24,11 +27,13 @@ def make_tiny_runs(artifacts: Path, plan: list[tuple[int, str, int]]) -> list:
     missing = [key for key in plan if key not in present(existing)]
     if not missing:
         return existing
-    dataset = load_dataset(write_cifar100_archive(artifacts / "cifar-100-python.tar.gz"))
+    dataset = load_dataset(write_cifar100_archive(artifacts / "cifar-100-python.tar.gz",
+                                                  train_per_class=train_per_class))
     for model, labels, seed in missing:
         print(f"training model {model} ({labels}, seed {seed}) on tiny data...", flush=True)
         execute_run(make_config(model, labels=labels, profile="quick", epochs=1, batch_size=32,
-                                seed=seed),
+                                seed=seed,
+                                backbone_weights=backbone_weights if model >= 6 else None),
                     dataset=dataset, artifacts=str(artifacts), log=lambda _: None)
     return usable_runs(list_runs(artifacts))
 
