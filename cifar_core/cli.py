@@ -183,7 +183,35 @@ def build_parser() -> argparse.ArgumentParser:
     _add_search_flags(tune)
     _add_common(tune)
     _add_report_commands(sub)
+    _add_mirror_commands(sub)
     return parser
+
+
+def _add_mirror_commands(sub) -> None:
+    """`tensorboard-export` and `mlflow-sync`: copies of run folders for TensorBoard and
+    MLflow (cifar_core.runs.tensorboard, cifar_core.reports.mlflow_sync)."""
+    tensorboard = sub.add_parser(
+        "tensorboard-export", help="write TensorBoard event files into run folders",
+        description="Writes <run>/tensorboard/ (history.csv per epoch, the parameters for "
+                    "the HParams dashboard, the test metrics) for runs made before new runs "
+                    "wrote them; again over existing ones. Then: tensorboard --logdir "
+                    "artifacts/runs")
+    tensorboard.add_argument("--runs", nargs="+", metavar="RUN",
+                             help="run ids or paths (default: every completed run)")
+    _add_common(tensorboard)
+    mlflow = sub.add_parser(
+        "mlflow-sync", help="copy completed runs into an MLflow tracking server",
+        description="Parameters, per-epoch and final metrics, tags and artifacts of each run, "
+                    "keyed by the run id: syncing again sends only what changed. Needs pip "
+                    "install -e \".[mlflow]\".")
+    mlflow.add_argument("--tracking-uri", metavar="URI",
+                        help="the server, e.g. http://127.0.0.1:5000 (default: MLflow's, env "
+                             "MLFLOW_TRACKING_URI)")
+    mlflow.add_argument("--experiment", metavar="NAME", default="cifar-core",
+                        help="MLflow experiment, created if new (default cifar-core)")
+    mlflow.add_argument("--runs", nargs="+", metavar="RUN",
+                        help="run ids or paths (default: every completed run)")
+    _add_common(mlflow)
 
 
 def _add_report_commands(sub) -> None:
@@ -523,8 +551,58 @@ def cmd_card(args) -> int:
     return 0
 
 
+def cmd_tensorboard_export(args) -> int:
+    from cifar_core.runs.store import list_runs, resolve_run_ref
+    from cifar_core.runs.tensorboard import write_tensorboard
+
+    failures = 0
+    if args.runs:
+        targets = []
+        for ref in args.runs:
+            try:
+                targets.append(resolve_run_ref(ref, args.artifacts))
+            except CifarCoreError as exc:
+                failures += 1
+                print(f"error: {exc}", file=sys.stderr)
+    else:
+        targets = [r.path for r in list_runs(args.artifacts) if r.status == "completed"]
+        if not targets and not failures:
+            print(f"no completed runs under {settings.artifacts_dir(args.artifacts)}")
+    for path in targets:
+        try:
+            print(write_tensorboard(path), flush=True)
+        except (CifarCoreError, OSError) as exc:
+            failures += 1
+            print(f"error: {path.name}: {exc}", file=sys.stderr)
+    return EXIT_PARTIAL if failures else 0
+
+
+def cmd_mlflow_sync(args) -> int:
+    # A sync should say a server is down in seconds, not after MLflow's minutes of retries.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+    from cifar_core.reports.mlflow_sync import sync_runs
+
+    def show(result) -> None:
+        if result.failed:
+            print(f"error: {result.run_id}: {result.error}", file=sys.stderr, flush=True)
+        else:
+            print(f"{result.action:9} {result.run_id} (mlflow run {result.mlflow_run_id})",
+                  flush=True)
+
+    results = sync_runs(args.runs, artifacts=args.artifacts, tracking_uri=args.tracking_uri,
+                        experiment=args.experiment, on_result=show)
+    counts = {}
+    for result in results:
+        counts[result.action] = counts.get(result.action, 0) + 1
+    print(f"{len(results)} run{'' if len(results) == 1 else 's'}: "
+          + (", ".join(f"{n} {a}" for a, n in sorted(counts.items())) or "none to sync"))
+    return EXIT_PARTIAL if counts.get("failed") else 0
+
+
 COMMANDS = {"train": cmd_train, "runs": cmd_runs, "predict": cmd_predict, "bench": cmd_bench,
-            "tune": cmd_tune, "export": cmd_export, "report": cmd_report, "card": cmd_card}
+            "tune": cmd_tune, "export": cmd_export, "report": cmd_report, "card": cmd_card,
+            "tensorboard-export": cmd_tensorboard_export, "mlflow-sync": cmd_mlflow_sync}
 
 
 def main(argv: list[str] | None = None) -> int:

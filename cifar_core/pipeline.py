@@ -35,6 +35,7 @@ from cifar_core.runs.store import (
     PREDICTIONS_FILE,
     RunWriter,
 )
+from cifar_core.runs.tensorboard import write_tensorboard
 from cifar_core.training.config import TrainConfig
 from cifar_core.training.evaluate import evaluate
 from cifar_core.training.train import train
@@ -71,6 +72,19 @@ def _record_end(writer: RunWriter, status: str, error: str) -> None:
     makes readers show it as failed, so the original error is the one raised."""
     with contextlib.suppress(OSError):
         writer.set_status(status, error=error)
+
+
+def _write_tensorboard(writer: RunWriter, log: Callable[[str], None]) -> None:
+    """The run's TensorBoard events (``cifar_core.runs.tensorboard``), once its results are
+    written. A copy for viewing, not a result: if they cannot be written the run still
+    completes, with a warning (``cifar-core tensorboard-export`` can write them later)."""
+    try:
+        write_tensorboard(writer.path)
+    except RunStopped:
+        raise
+    except Exception as exc:  # any failure here must not fail the run
+        log(f"warning: no TensorBoard events for {writer.run_id}: "
+            f"{' '.join(str(exc).split()) or type(exc).__name__}")
 
 
 def run_prefix(config: TrainConfig) -> str:
@@ -184,6 +198,7 @@ def execute_run(config: TrainConfig, *, data: str | None = None,
         except OSError as exc:
             raise RunFolderError(f"could not write the results into {writer.path}: "
                                  f"{exc.strerror or exc}") from None
+        _write_tensorboard(writer, log)
         writer.set_progress(phase="done")
         writer.set_status("completed")
         return writer

@@ -63,6 +63,9 @@ def test_run_folder_is_complete_and_reads_back(tmp_path, tiny):
         assert npz["top_classes"].shape == (200, 5) and npz["probs"].shape == (200, 100)
         assert (np.diff(npz["top_probs"], axis=1) <= 1e-6).all()
     assert [row["epoch"] for row in read_history(writer.path)] == [1.0, 2.0]
+    # TensorBoard's copy of the run (cifar_core.runs.tensorboard; read back in
+    # tests/test_tensorboard_mlflow.py).
+    assert list((writer.path / "tensorboard").glob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow  # trains

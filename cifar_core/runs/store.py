@@ -18,6 +18,8 @@
 ``trials.csv``         model 7: one row per search trial (``cifar_core.search``)
 ``search.json``        model 7: search settings, grid, chosen configuration
 ``tuner/``             model 7: keras-tuner's own state, for resuming
+``tensorboard/``       TensorBoard event files, a copy of the history, parameters and test
+                       metrics (``cifar_core.runs.tensorboard``)
 =====================  =========================================================
 
 Status lifecycle: ``queued`` -> ``running`` -> ``completed`` | ``failed`` | ``stopped``.
