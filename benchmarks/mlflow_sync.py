@@ -147,7 +147,8 @@ def markdown(result: dict, repeats: int) -> str:
         "that a first sync costs a handful of requests per run (search, create, one "
         "`log_batch`, one upload per file, end, two tags), a second one only the search per "
         "run, and most of its time is the process starting and importing MLflow. "
-        "`tensorboard-export` is mostly TensorFlow's import.",
+        "`tensorboard-export` is mostly TensorFlow's import. The machine is shared with other "
+        "work (the load average above), so these times are upper bounds.",
         "",
     ]
     return "\n".join(lines)
