@@ -234,7 +234,7 @@ LONELY_POINT_JS = """
   gd._fullData.filter(t => t.customdata).forEach(t => Array.from(t.x).forEach((x, i) =>
     points.push({x: box.left + layout._size.l + layout.xaxis.l2p(x),
                  y: box.top + layout._size.t + layout.yaxis.l2p(t.y[i]),
-                 image: Number(t.customdata[i][1])})));
+                 position: Number(t.customdata[i][0]), image: Number(t.customdata[i][1])})));
   let best = null, bestGap = -1;
   for (const p of points) {
     let gap = Infinity;
@@ -243,6 +243,41 @@ LONELY_POINT_JS = """
   }
   return {...best, gap: bestGap};
 }
+"""
+
+# The embedding map's hover thumbnail while it is shown (null while hidden): its box, the map
+# position it shows, its caption, and its canvas: size on the page and in pixels, and the
+# pixels themselves (RGBA, row by row).
+THUMBNAIL_JS = """
+() => {
+  const card = document.querySelector('[data-testid="embeddingHoverThumbnail"]');
+  if (!card || getComputedStyle(card).display === 'none'
+      || getComputedStyle(card).visibility !== 'visible') return null;
+  const canvas = card.querySelector('canvas');
+  const box = card.getBoundingClientRect(), drawn = canvas.getBoundingClientRect();
+  return {left: box.left, top: box.top, right: box.right, bottom: box.bottom,
+          position: Number(card.dataset.position), caption: card.innerText,
+          cssWidth: drawn.width, cssHeight: drawn.height,
+          width: canvas.width, height: canvas.height,
+          rgba: Array.from(canvas.getContext('2d')
+                           .getImageData(0, 0, canvas.width, canvas.height).data)};
+}
+"""
+# Until the thumbnail shows map position `position` with its image drawn (the sprite decoded).
+THUMBNAIL_SHOWN_JS = """
+(position) => {
+  const card = document.querySelector('[data-testid="embeddingHoverThumbnail"]');
+  if (!card || card.style.display === 'none' || card.dataset.position !== String(position))
+    return false;
+  const canvas = card.querySelector('canvas');
+  const alpha = canvas.getContext('2d').getImageData(canvas.width / 2, canvas.height / 2,
+                                                     1, 1).data[3];
+  return alpha === 255;
+}
+"""
+THUMBNAIL_HIDDEN_JS = """
+() => { const card = document.querySelector('[data-testid="embeddingHoverThumbnail"]');
+        return !!card && card.style.display === 'none'; }
 """
 
 
@@ -418,6 +453,66 @@ def test_an_embedding_point_click_shows_that_image_and_its_neighbours(server, br
     assert texts[0].startswith(f"#{point['image']}: true ") and len(texts) == 1 + 8, texts
     page.screenshot(path=str(screenshots / "embedding-point-clicked.png"))
     page.context.close()
+
+
+def _hover_and_check_the_thumbnail(page, title: str, images, viewport: dict) -> dict:
+    """Hover the map's most isolated point; the thumbnail must show that point's test image,
+    at 96 px, whole inside the window, beside the point without covering it. Returns the
+    point."""
+    import numpy as np
+
+    point = page.evaluate(LONELY_POINT_JS, title)
+    assert point["gap"] > 3, point
+    page.mouse.move(point["x"], point["y"])
+    page.wait_for_function(THUMBNAIL_SHOWN_JS, arg=point["position"], timeout=RENDER_TIMEOUT_MS)
+    shown = page.evaluate(THUMBNAIL_JS)
+    assert shown["position"] == point["position"]
+    assert (shown["width"], shown["height"], shown["cssWidth"], shown["cssHeight"]) == (96,) * 4
+    assert shown["caption"].startswith(f"test image #{point['image']}\ntrue "), shown["caption"]
+    # Whole in the window, clear of the point (a marker is 6 px across), and beside it.
+    assert shown["left"] >= 0 and shown["right"] <= viewport["width"], shown
+    assert shown["top"] >= 0 and shown["bottom"] <= viewport["height"], shown
+    assert not (shown["left"] - 4 <= point["x"] <= shown["right"] + 4
+                and shown["top"] - 4 <= point["y"] <= shown["bottom"] + 4), (shown, point)
+    gap_x = max(shown["left"] - point["x"], point["x"] - shown["right"], 0)
+    gap_y = max(shown["top"] - point["y"], point["y"] - shown["bottom"], 0)
+    assert max(gap_x, gap_y) < 60, (shown, point)
+    # Its pixels are that test image's: each 3x3 block one pixel (sampled at its centre),
+    # JPEG-close to the image and closer to it than to any other test image.
+    drawn = np.array(shown["rgba"], dtype=int).reshape(96, 96, 4)[1::3, 1::3, :3]
+    errors = np.abs(images.astype(int) - drawn).mean(axis=(1, 2, 3))
+    assert int(np.argmin(errors)) == point["image"], (int(np.argmin(errors)), point)
+    assert errors[point["image"]] < 17, errors[point["image"]]
+    return point
+
+
+def test_hovering_an_embedding_point_shows_its_image_beside_it(server, browser, screenshots,
+                                                               tiny_cifar100):
+    from cifar_core.analysis.images import run_dataset
+
+    base, artifacts, log = server
+    fine5 = next(r for r in list_runs(artifacts) if r.model_number == 5)
+    images = run_dataset(fine5, fallback_source=str(tiny_cifar100)).x_test
+    viewport = {"width": WIDTHS[0], "height": 1000}
+    page = browser.new_context(viewport=viewport).new_page()
+    _open(page, base, "embedding", "Embedding map")
+    _choose_run(page, fine5.run_id, "Embedding map")
+    title = f"Embedding map of run {fine5.run_id}"
+    _wait_for_chart(page, title)
+    point = _hover_and_check_the_thumbnail(page, title, images, viewport)
+    page.screenshot(path=str(screenshots / "embedding-hover.png"))
+    page.mouse.move(point["x"], 5)  # off the chart, up to the page's top
+    page.wait_for_function(THUMBNAIL_HIDDEN_JS, timeout=RENDER_TIMEOUT_MS)
+    assert page.evaluate(THUMBNAIL_JS) is None
+
+    # A control reruns the page and draws the map as a new chart: hovering still works.
+    page.get_by_text("Misclassified images only").click()
+    _wait_until_rendered(page, "Embedding map")
+    _wait_for_chart(page, f"{title}: {round(200 * (1 - fine5.metrics['test_top1']))} test")
+    _hover_and_check_the_thumbnail(page, title, images, viewport)
+    page.screenshot(path=str(screenshots / "embedding-hover-errors-only.png"))
+    page.context.close()
+    assert "Traceback" not in log.read_text(errors="replace")
 
 
 def test_classify_an_upload_with_model_5(server, browser, screenshots):

@@ -3,9 +3,14 @@ older runs), the 2-D map, neighbours, the figure and TensorBoard's projector fil
 
 from __future__ import annotations
 
+import base64
+import io
+import json
+import math
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 from google.protobuf import text_format
 from PIL import Image
@@ -13,6 +18,7 @@ from PIL import Image
 from cifar_core.analysis import embedding as ea
 from cifar_core.analysis import images as ia
 from cifar_core.charts.embedding import ERROR_SYMBOL, embedding_figure, selected_position
+from cifar_core.charts.embedding_hover import hover_sprite
 from cifar_core.errors import ConfigError, DataError, RunFolderError
 from cifar_core.models.builder import build_model, with_test_time_flips
 from cifar_core.models.penultimate import (
@@ -231,6 +237,22 @@ def test_the_figure_has_a_group_per_superclass_crosses_for_errors_and_rings(fixt
     assert record.run_id in fig.layout.title.text
 
 
+def test_with_hover_thumbnails_the_points_keep_their_hover_events_but_lose_the_text_label():
+    table = ea.map_table(np.random.default_rng(0).normal(size=(3, 2)), {
+        "test_index": np.array([0, 1, 2]), "y_true": np.array([0, 1, 0]),
+        "y_pred": np.array([0, 0, 0]), "top_probs": np.array([[0.9], [0.6], [0.5]])},
+        {"label_set": "fine", "class_names": ["apple", "pear"]})
+    labelled = embedding_figure(table, chosen=1)
+    bare = embedding_figure(table, chosen=1, hover_labels=False)
+    points = [t for t in bare.data if t.customdata is not None]
+    assert all(t.hoverinfo == "none" and t.hovertemplate is None for t in points)  # events fire
+    assert all(t.hovertemplate for t in labelled.data if t.customdata is not None)
+    assert [t.hoverinfo for t in bare.data if t.customdata is None] == ["skip"]  # the ring
+    for with_label, without in zip(labelled.data, bare.data, strict=True):  # clicks read these
+        assert with_label.customdata is None or (
+            with_label.customdata.tolist() == without.customdata.tolist())
+
+
 def test_a_click_is_read_from_either_form_streamlit_gives_and_rings_are_ignored():
     assert selected_position([{"customdata": [12, 3, "a", "b", 0.5]}]) == 12
     assert selected_position([{"customdata": {"0": 7, "1": 3}}]) == 7
@@ -266,3 +288,53 @@ def test_the_projector_files_are_what_tensorboard_reads(fixture_runs, tmp_path, 
     row, column = divmod(17, 15)
     np.testing.assert_array_equal(sheet[row * 32:(row + 1) * 32, column * 32:(column + 1) * 32],
                                   images[17])
+
+
+# --- the hover thumbnails' sprite ---------------------------------------------------------
+
+
+def _decoded(jpeg: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB")).astype(int)
+
+
+def test_the_hover_sprite_holds_each_points_own_test_image_in_its_cell(fixture_runs,
+                                                                       tiny_cifar100):
+    record = _run(fixture_runs)
+    images = ia.run_dataset(record, fallback_source=str(tiny_cifar100)).x_test
+    predictions = ia.load_predictions(record.path)
+    table = ea.map_table(np.zeros((200, 2)), predictions, record.metrics)
+    # Some rows in another order, as the map shows them: the errors only, last first.
+    shown = table[~table["correct"]].iloc[::-1]
+    found = hover_sprite(shown, images)
+    assert found.positions == tuple(shown["position"]) and found.cell == 32
+    sheet = _decoded(found.jpeg)
+    assert sheet.shape == (found.columns * 32,) * 2 + (3,)
+    assert found.columns == math.ceil(math.sqrt(len(shown)))
+    for position in found.positions:
+        left, top, right, bottom = found.box(position)
+        crop = sheet[top:bottom, left:right]
+        image = images[predictions["test_index"][position]].astype(int)
+        # JPEG is lossy: the crop is close to its own image and closer to it than to any
+        # other (the fixture's images are noise around a colour per class, JPEG's worst case:
+        # 15 grey levels off on average at most, against 18 for the nearest other image).
+        errors = np.abs(images.astype(int) - crop).mean(axis=(1, 2, 3))
+        assert np.abs(crop - image).mean() < 17
+        assert int(np.argmin(errors)) == predictions["test_index"][position]
+    with pytest.raises(DataError, match="not in the hover sprite"):
+        found.box(int(table[table["correct"]]["position"].iloc[0]))
+
+
+def test_the_hover_sprite_is_sent_as_json_the_components_script_reads():
+    images = _images(10, seed=5)
+    table = pd.DataFrame({"position": [4, 0, 2], "test image": [9, 3, 5]})
+    found = hover_sprite(table, images)
+    data = json.loads(json.dumps(found.component_data()))  # what the browser receives
+    assert data["sprite"].startswith("data:image/jpeg;base64,")
+    assert base64.b64decode(data["sprite"].split(",", 1)[1]) == found.jpeg
+    assert data["positions"] == [4, 0, 2] and data["columns"] == 2 and data["cell"] == 32
+    assert data["cell"] * data["scale"] == 96  # the thumbnail's side in px
+    assert found.box(2) == (0, 32, 32, 64)  # the third cell: second row, first column
+    with pytest.raises(DataError, match="test image 12 is out of range"):
+        hover_sprite(pd.DataFrame({"position": [0], "test image": [12]}), images)
+    with pytest.raises(DataError, match="no map points"):
+        hover_sprite(table.iloc[:0], images)

@@ -24,11 +24,16 @@ LEGEND_ON_TOP_MAX = 20  # more groups than this: the legend goes beside the plot
 
 def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_id: str = "",
                      how: str = "", chosen: int | None = None,
-                     neighbours: Sequence[int] = (), height: int = 640) -> go.Figure:
+                     neighbours: Sequence[int] = (), height: int = 640,
+                     hover_labels: bool = True) -> go.Figure:
     """One point per row of ``analysis.embedding.map_table``, one legend entry per value of
     ``colour_by`` (``"true class"`` or ``"true superclass"``); misclassified images are
     crosses. ``chosen`` (a row position) is ringed and its ``neighbours`` circled. Each
-    point's ``customdata`` starts with its row position (``selected_position`` reads it)."""
+    point's ``customdata`` starts with its row position (``selected_position`` reads it).
+
+    ``hover_labels=False`` leaves out plotly's own hover label (the image number and classes
+    in words) while hover events still fire: for the page's hover thumbnail
+    (``charts.embedding_hover``), whose card shows the image with those words instead."""
     if colour_by not in table:
         raise ValueError(f"no column {colour_by!r} to colour by")
     fig = go.Figure()
@@ -43,7 +48,9 @@ def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_
             customdata=rows[["position", "test image", "true class", "predicted class",
                              "confidence"]].to_numpy(dtype=object),
             hovertemplate=("test image #%{customdata[1]}<br>true %{customdata[2]}<br>"
-                           "predicted %{customdata[3]} (%{customdata[4]:.0%})<extra></extra>"),
+                           "predicted %{customdata[3]} (%{customdata[4]:.0%})<extra></extra>")
+            if hover_labels else None,
+            hoverinfo=None if hover_labels else "none",  # "none": no label, events still fire
         ))
     for positions, name, size in (([chosen] if chosen is not None else [], "chosen image", 16),
                                   (list(neighbours), "its nearest neighbours", 11)):
