@@ -13,6 +13,7 @@ from cifar_core.errors import RunFolderError
 # Registers the project's own layers (model 8's MirrorImage) with Keras: a saved model names
 # them, and a process that never built a model (predict, the dashboard) must know them to load.
 from cifar_core.models import builder as _project_layers  # noqa: F401
+from cifar_core.models.float32 import inference_copy
 from cifar_core.runs.store import MODEL_FILE, load_run
 
 
@@ -54,7 +55,8 @@ class Classifier:
         self.class_names: list[str] = record.metrics["class_names"]
         self.superclass_names: list[str] | None = record.metrics.get("superclass_names")
         self.output_to_superclass = record.metrics.get("output_to_superclass")
-        self.model = load_model_safely(run_dir / MODEL_FILE)
+        # float32 throughout, as evaluate() measured it (cifar_core.models.float32)
+        self.model = inference_copy(load_model_safely(run_dir / MODEL_FILE))
         outputs = self.model.output_shape[-1]
         if outputs != len(self.class_names):
             raise RunFolderError(f"{run_dir}: model has {outputs} outputs but metrics.json "

@@ -15,10 +15,10 @@ from PIL import Image
 
 from cifar_core import cli
 from cifar_core.errors import ConfigError, DataError, RunFolderError
-from cifar_core.exports.convert import AUGMENTATION_LAYERS, inference_copy
 from cifar_core.exports.make import ExportClassifier, export_run
 from cifar_core.exports.manifest import MANIFEST_FILE, content_sha256, read_manifest
 from cifar_core.exports.parity import parity
+from cifar_core.models.float32 import AUGMENTATION_LAYERS, inference_copy
 from cifar_core.runs.store import list_runs
 
 FORMATS = [("litert", "none"), ("litert", "float16"), ("litert", "int8"), ("onnx", "none"),

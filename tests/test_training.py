@@ -222,6 +222,23 @@ def test_every_phase_of_a_run_reports_its_count(tmp_path, tiny, monkeypatch):
     assert progress["phase"] == "done" and "done" not in progress  # no stale count
 
 
+def test_evaluate_measures_the_float32_model_that_predict_and_the_exports_answer_with(tiny):
+    import keras
+
+    from cifar_core.models.float32 import inference_copy
+
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Flatten()(keras.layers.Rescaling(1 / 255)(inputs))
+    x = keras.layers.Dense(64, activation="relu", dtype="mixed_bfloat16")(x)
+    outputs = keras.layers.Dense(100, activation="softmax", name="classifier")(x)
+    model = keras.Model(inputs, outputs)  # a bfloat16 block, as model 8's fine-tuned base
+    recorded = evaluate(model, tiny).predictions["top_probs"]
+    float32 = np.sort(inference_copy(model).predict(tiny.x_test, verbose=0), axis=1)[:, ::-1]
+    bfloat16 = np.sort(model.predict(tiny.x_test, verbose=0), axis=1)[:, ::-1]
+    np.testing.assert_allclose(recorded, float32[:, :recorded.shape[1]], atol=1e-6)
+    assert np.abs(recorded - bfloat16[:, :recorded.shape[1]]).max() > 1e-5
+
+
 def test_evaluation_reports_its_batches(tiny):
     from cifar_core.models.builder import build_model
     from cifar_core.training.evaluate import predict_probabilities

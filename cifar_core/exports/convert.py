@@ -18,6 +18,7 @@ import keras
 import numpy as np
 
 from cifar_core.errors import ConfigError
+from cifar_core.models.float32 import inference_copy
 
 FORMATS = {"litert": ".tflite", "onnx": ".onnx", "saved_model": ""}  # format: file suffix
 QUANTIZATIONS = {"litert": ("none", "float16", "int8"), "onnx": ("none",),
@@ -42,60 +43,6 @@ def check_choice(export_format: str, quantization: str) -> None:
     if quantization not in QUANTIZATIONS[export_format]:
         raise ConfigError(f"{export_format} exports take --quantize "
                           f"{' or '.join(QUANTIZATIONS[export_format])}, not {quantization!r}")
-
-
-# Training-only augmentation: an exported graph must not hold it. Keras 3's random layers
-# default to ``training=True`` when called without it (the SavedModel endpoint does that: its
-# answers came out flipped, caught by the parity check), and tf2onnx cannot convert their
-# random ops at all.
-AUGMENTATION_LAYERS = tuple(getattr(keras.layers, name) for name in (
-    "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomContrast",
-    "RandomCrop", "RandomBrightness") if hasattr(keras.layers, name))
-
-
-def _policy(layer) -> str:
-    return getattr(getattr(layer, "dtype_policy", None), "name", "float32")
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if isinstance(layer, keras.Model):
-            yield from _all_layers(layer)
-
-
-def _copy_weights(source: keras.Model, target: keras.Model) -> None:
-    for layer in source.layers:
-        if isinstance(layer, AUGMENTATION_LAYERS) or not layer.weights:
-            continue  # (an input layer's clone may be named otherwise: it has no weights)
-        twin = target.get_layer(layer.name)
-        if isinstance(layer, keras.Model):
-            _copy_weights(layer, twin)
-        elif layer.weights:
-            twin.set_weights(layer.get_weights())
-
-
-def inference_copy(model: keras.Model) -> keras.Model:
-    """``model`` for converters: the same weights, every layer in float32 (converters do not
-    take bfloat16: model 8's fine-tuned blocks, mixed-precision heads) and the training-only
-    augmentation layers replaced by identities. The model itself when there is nothing to
-    change."""
-    layers = list(_all_layers(model))
-    if all(_policy(layer) == "float32" and not isinstance(layer, AUGMENTATION_LAYERS)
-           for layer in layers):
-        return model
-
-    def for_inference(layer):
-        if isinstance(layer, AUGMENTATION_LAYERS):
-            return keras.layers.Identity(name=layer.name)
-        config = layer.get_config()
-        if "dtype" in config:
-            config["dtype"] = "float32"
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=for_inference, recursive=True)
-    _copy_weights(model, copy)
-    return copy
 
 
 def _signature(model: keras.Model):

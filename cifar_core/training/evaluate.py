@@ -13,6 +13,7 @@ from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from cifar_core.data.dataset import Dataset
 from cifar_core.errors import CifarCoreError
+from cifar_core.models.float32 import inference_copy
 from cifar_core.models.penultimate import compact, penultimate_model, with_penultimate
 from cifar_core.training.train import labels_for, output_class_names
 
@@ -95,6 +96,9 @@ def evaluate(model: keras.Model, dataset: Dataset, label_set: str = "fine", *,
     penultimate activations (``Evaluation.embedding``, saved as ``embedding.npz``).
     """
     start = time.perf_counter()
+    # The run's numbers are those of the model as it answers everywhere else (predict, the
+    # Classify page, the exports): float32 throughout (cifar_core.models.float32).
+    model = inference_copy(model)
     probs, embedding = predict_with_embedding(model, dataset.x_test, on_batch=on_batch)
     y_true = labels_for(dataset, label_set, "test")
     names = output_class_names(dataset, label_set)

@@ -1,0 +1,68 @@
+"""A trained model as it answers: every layer in float32, the training-only augmentation gone.
+
+Model 8 fine-tunes its upper base in ``mixed_bfloat16`` where the CPU has bfloat16 matrix
+units (``cifar_core.models.precision``): a training-speed choice; its weights are float32.
+Everything that *answers* with a model -- ``evaluate()`` (the run's metrics and
+``predictions.npz``), ``cifar-core predict`` and the Classify page, and the exports -- uses this
+copy, so that all of them compute the same function of the trained weights. Measured on model
+8 (BENCHMARKS.md, *Exports*): answering in bfloat16 instead changed the top-1 of 11 of 10,000
+test images against the float32 exports, which is all the export gate's 0.1% allows.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# Training-only augmentation: an answering model must not hold it. Keras 3's random layers
+# default to ``training=True`` when called without it (the SavedModel endpoint does that: its
+# answers came out flipped, caught by the export parity check), and tf2onnx cannot convert
+# their random ops at all.
+AUGMENTATION_LAYERS = tuple(getattr(keras.layers, name) for name in (
+    "RandomFlip", "RandomTranslation", "RandomRotation", "RandomZoom", "RandomContrast",
+    "RandomCrop", "RandomBrightness") if hasattr(keras.layers, name))
+
+
+def _policy(layer) -> str:
+    return getattr(getattr(layer, "dtype_policy", None), "name", "float32")
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
+
+
+def _copy_weights(source: keras.Model, target: keras.Model) -> None:
+    for layer in source.layers:
+        if isinstance(layer, AUGMENTATION_LAYERS) or not layer.weights:
+            continue  # (an input layer's clone may be named otherwise: it has no weights)
+        twin = target.get_layer(layer.name)
+        if isinstance(layer, keras.Model):
+            _copy_weights(layer, twin)
+        else:
+            twin.set_weights(layer.get_weights())
+
+
+def inference_copy(model: keras.Model) -> keras.Model:
+    """``model`` with the same weights, every layer in float32 (converters do not take
+    bfloat16 either) and the augmentation layers replaced by identities. The model itself when
+    there is nothing to change, so models 1-7 are never copied."""
+    if not isinstance(model, keras.Model):
+        return model  # no layers to change (e.g. a model served through its predict only)
+    layers = list(_all_layers(model))
+    if all(_policy(layer) == "float32" and not isinstance(layer, AUGMENTATION_LAYERS)
+           for layer in layers):
+        return model
+
+    def for_inference(layer):
+        if isinstance(layer, AUGMENTATION_LAYERS):
+            return keras.layers.Identity(name=layer.name)
+        config = layer.get_config()
+        if "dtype" in config:
+            config["dtype"] = "float32"
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=for_inference, recursive=True)
+    _copy_weights(model, copy)
+    return copy
