@@ -9,7 +9,6 @@ memory: nothing is ever extracted to disk, so hostile member names cannot write 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tarfile
 import tempfile
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from cifar_core import settings
+from cifar_core.checksums import file_sha256
 from cifar_core.data.dataset import Dataset
 from cifar_core.data.safe_pickle import safe_load_pickle
 from cifar_core.errors import DataError
@@ -167,14 +167,6 @@ def keras_cache_candidates() -> list[Path]:
     ]
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def missing_data_help() -> str:
     """What a user without network access must do: shown by the CLI and the app."""
     target = settings.keras_datasets_dir() / ARCHIVE_NAME
@@ -206,7 +198,7 @@ def download_cifar100(dest: Path | None = None, *, origin: str = ORIGIN,
                 done += len(chunk)
                 if progress:
                     progress(done, total)
-        actual = _sha256_file(Path(tmp_name))
+        actual = file_sha256(Path(tmp_name))
         if expected_sha256 and actual != expected_sha256:
             raise DataError(f"downloaded {origin} has SHA-256 {actual}, expected "
                             f"{expected_sha256}; the file was discarded")

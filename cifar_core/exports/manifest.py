@@ -15,11 +15,11 @@ truncated, swapped) is refused wherever it would be used.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import zipfile
 from pathlib import Path
 
+from cifar_core.checksums import file_sha256, tree_sha256
 from cifar_core.errors import RunFolderError
 from cifar_core.runs.files import atomic_write_json, read_json
 
@@ -33,17 +33,8 @@ def exports_folder(run_dir: str | Path) -> Path:
 
 
 def content_sha256(path: Path) -> str:
-    """SHA-256 of a file, or of a folder's files (relative names and contents, sorted)."""
-    digest = hashlib.sha256()
-    path = Path(path)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file in files:
-        if path.is_dir():
-            digest.update(str(file.relative_to(path)).encode() + b"\0")
-        with open(file, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
+    """SHA-256 of a file, or of a folder's files (a SavedModel export)."""
+    return tree_sha256(path) if Path(path).is_dir() else file_sha256(path)
 
 
 def content_bytes(path: Path) -> int:

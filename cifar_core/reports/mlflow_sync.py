@@ -55,6 +55,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cifar_core.checksums import file_sha256
 from cifar_core.errors import CifarCoreError, RunFolderError
 from cifar_core.runs.params import flat_params
 from cifar_core.runs.store import (
@@ -147,14 +148,6 @@ def server_error(uri: str, exc: BaseException) -> str:
     return f"tracking server {uri}: {one_line(exc)}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _ms(iso: str | None) -> int | None:
     seconds = parse_iso(iso)
     return None if seconds is None else int(seconds * 1000)
@@ -212,7 +205,7 @@ def plan_run(run_dir: Path) -> _Plan:
     for name, path in files.items():
         if path.is_symlink() or not path.is_file():
             raise RunFolderError(f"{name}: missing or a link")
-    hashes = {name: _sha256(path) for name, path in files.items()}
+    hashes = {name: file_sha256(path) for name, path in files.items()}
     content = json.dumps({"format": SYNC_FORMAT, "files": hashes}, sort_keys=True)
     return _Plan(run_id=record.run_id,
                  params={k: str(v)[:MAX_PARAM_CHARS] for k, v in flat_params(config).items()},
