@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 from hostile_files import valid_images
+from processes import stop_process
 
 from cifar_core.jobs import list_jobs, stop_job, submit_job
 from cifar_core.runs.store import list_runs
@@ -159,18 +160,9 @@ def start_streamlit(cwd: Path, env: dict, log: Path, *flags: str):
         except OSError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            stop_streamlit(process)
+            stop_process(process)
             pytest.fail(f"streamlit did not start: {log.read_text()[-2000:]}")
         time.sleep(0.5)
-
-
-def stop_streamlit(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +189,7 @@ def server(tmp_path_factory, trained_runs, tiny_cifar100):
                 stop_job(artifacts, job.run_id)
             except Exception as exc:  # keep stopping the others, then stop the server
                 print(f"could not stop job {job.run_id}: {exc}")
-        stop_streamlit(process)
+        stop_process(process)
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 from hostile_files import valid_images
-from test_browser import CHROMIUM, CHROMIUM_ARGS, _requirements, start_streamlit, stop_streamlit
+from processes import stop_process
+from test_browser import CHROMIUM, CHROMIUM_ARGS, _requirements, start_streamlit
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -63,7 +64,7 @@ def test_the_terminal_stays_quiet_while_pages_are_used(tmp_path, trained_runs):
                 browser.close()
         time.sleep(1)  # what the server still had to say
     finally:
-        stop_streamlit(server)
+        stop_process(server)
     text = log.read_text(errors="replace")
     assert "You can now view your Streamlit app" in text  # the log is the server's
     assert not [line for line in text.splitlines() if any(n in line for n in NOISE)], text

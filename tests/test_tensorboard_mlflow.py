@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from processes import stop_process
 
 from cifar_core.cli import EXIT_PARTIAL, main
 from cifar_core.runs.params import flat_params
@@ -185,12 +186,7 @@ def mlflow_server(tmp_path_factory):
             time.sleep(0.3)
         yield uri
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, grace_seconds=15)
         log.close()
 
 
