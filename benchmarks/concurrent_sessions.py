@@ -275,12 +275,9 @@ def main(argv: list[str] | None = None) -> int:
     if "Traceback" in log.read_text(errors="replace"):
         print(f"the server log has a traceback: {log}")
     body = render(levels, runs, args.rounds)
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", SECTION, body,
-                       title="Concurrent sessions (many viewers at once)")
+    publish(body, SECTION, "Concurrent sessions (many viewers at once)", not args.no_write)
     return 1 if any(result["errors"] for result in levels.values()) else 0
 
 

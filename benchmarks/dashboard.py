@@ -149,6 +149,17 @@ def time_one_run(artifacts: Path, run_id: str, repeats: int) -> tuple[str, int]:
     return "\n".join(lines) + "\n", record.model_number
 
 
+def publish(body: str, key: str, title: str, write: bool = True) -> None:
+    """Print a benchmark's Markdown block and, unless ``write`` is off (``--no-write``), put
+    it into BENCHMARKS.md under ``title``, replacing the block of the same ``key``."""
+    print(body)
+    if write:
+        from cifar_core.bench import update_section
+
+        update_section(REPO / "BENCHMARKS.md", key, body, title)
+        print(f"wrote the {key} block of {REPO / 'BENCHMARKS.md'}")
+
+
 def environment_lines() -> list[str]:
     """The machine (with its load now), the versions and the code, as Markdown list items."""
     from cifar_core.runs.provenance import environment_info
@@ -213,14 +224,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.run:
         from cifar_core import settings
-        from cifar_core.bench import update_section
 
         artifacts = settings.artifacts_dir(args.artifacts)
         body, model = time_one_run(artifacts, args.run, args.repeats * 2)
-        print(body)
-        if not args.no_write:
-            update_section(REPO / "BENCHMARKS.md", f"latency-model-{model}", body,
-                           f"Prediction latency: model {model}")
+        publish(body, f"latency-model-{model}", f"Prediction latency: model {model}",
+                not args.no_write)
         return 0
     with tempfile.TemporaryDirectory(prefix="dashboard-bench-") as scratch:
         artifacts = (args.artifacts or Path(scratch)).resolve()
@@ -241,13 +249,8 @@ def main() -> int:
                             f" --backbone-weights {Path(args.backbone_weights).name}"
                             if args.backbone_weights else ""), 100 * per_class)
     print()
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
-
-        update_section(REPO / "BENCHMARKS.md", "dashboard", body,
-                       "Dashboard: page render and prediction latency")
-        print(f"wrote the dashboard section of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "dashboard", "Dashboard: page render and prediction latency",
+            not args.no_write)
     return 0
 
 

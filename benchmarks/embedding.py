@@ -206,12 +206,9 @@ def main() -> int:
         if args.browser:
             times.update(time_browser(record, artifacts, cache, args.data))
     body = markdown(record, found, times, args.repeats, args.browser)
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", "embedding-map", body, "Embedding map")
-        print(f"wrote the embedding-map section of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "embedding-map", "Embedding map", not args.no_write)
     return 0
 
 

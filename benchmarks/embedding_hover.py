@@ -199,12 +199,9 @@ def main() -> int:
         pages = {"with the hover thumbnail": time_page(artifacts, args.repeats, True),
                  "without it (no test images)": time_page(artifacts, args.repeats, False)}
     body = markdown(sprites, pages, args.repeats)
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", "embedding-hover", body, "Embedding map")
-        print(f"wrote the embedding-hover block of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "embedding-hover", "Embedding map", not args.no_write)
     return 0
 
 

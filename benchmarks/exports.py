@@ -147,13 +147,9 @@ def main() -> int:
         rows += bench_run(resolve_run_ref(run, artifacts), args.data, args.singles)
     command = "python benchmarks/exports.py --runs " + " ".join(args.runs)
     body = markdown(rows, command)
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", "exports", body,
-                       "Exports: size, parity, latency")
-        print(f"wrote the exports section of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "exports", "Exports: size, parity, latency", not args.no_write)
     return 0
 
 

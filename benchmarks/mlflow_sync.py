@@ -160,13 +160,9 @@ def main() -> int:
     parser.add_argument("--no-write", action="store_true", help="print, leave BENCHMARKS.md")
     args = parser.parse_args()
     body = markdown(run(args.repeats), args.repeats)
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", "mlflow-sync", body,
-                       "TensorBoard export and MLflow sync: 10 runs")
-        print(f"wrote the mlflow-sync section of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "mlflow-sync", "TensorBoard export and MLflow sync: 10 runs", not args.no_write)
     return 0
 
 

@@ -203,13 +203,10 @@ def main() -> int:
         load = os.getloadavg()[0]
         body = markdown(calls, pages, model5, args.runs, args.repeats, load)
     print()
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", "reliability", body,
-                       "Reliability under load: predictions, uploads, 50 run folders")
-        print(f"wrote the reliability section of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "reliability", "Reliability under load: predictions, uploads, 50 run folders",
+            not args.no_write)
     return 0
 
 

@@ -201,13 +201,9 @@ def main() -> int:
         f" --runs-dir {args.runs_dir}" if args.runs_dir else "") + (
         f" --repeats {args.repeats}" if args.repeats != 3 else "")
     body = markdown(rows, routes, command, made=args.runs_dir is None, browser=browser)
-    print(body)
-    if not args.no_write:
-        from cifar_core.bench import update_section
+    from dashboard import publish
 
-        update_section(REPO / "BENCHMARKS.md", "stakeholder-reports", body,
-                       "Stakeholder reports: PDF and slides")
-        print(f"wrote the stakeholder-reports section of {REPO / 'BENCHMARKS.md'}")
+    publish(body, "stakeholder-reports", "Stakeholder reports: PDF and slides", not args.no_write)
     return 0
 
 
