@@ -84,6 +84,22 @@ def test_an_inference_copy_is_float32_without_augmentation_and_answers_the_same(
     assert inference_copy(plain) is plain  # nothing to change: not copied
 
 
+def test_an_inference_copy_turns_channel_dense_layers_into_1x1_convolutions():
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Dense(6, name="pointwise")(inputs)  # as fold_batch_norm builds them
+    x = keras.layers.ReLU(6.0)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax",
+                                                   name="classifier")(x))
+    copy = inference_copy(model)
+    assert isinstance(copy.get_layer("pointwise"), keras.layers.Conv2D)
+    assert copy.get_layer("pointwise").kernel.shape == (1, 1, 3, 6)
+    assert type(copy.get_layer("classifier")) is keras.layers.Dense  # the head stays
+    images = np.random.default_rng(1).normal(size=(5, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_allclose(np.asarray(copy(images)), np.asarray(model(images)),
+                               atol=1e-6)
+
+
 # --- refusals: one line, nothing changed ---------------------------------------------
 
 

@@ -12,6 +12,7 @@ test images against the float32 exports, which is all the export gate's 0.1% all
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 # Training-only augmentation: an answering model must not hold it. Keras 3's random layers
 # default to ``training=True`` when called without it (the SavedModel endpoint does that: its
@@ -33,6 +34,18 @@ def _all_layers(model):
             yield from _all_layers(layer)
 
 
+def _on_channels(layer) -> bool:
+    """A ``Dense`` layer applied to the channel axis of a 4-D map: a 1x1 convolution that
+    ``cifar_core.models.backbone.fold_batch_norm`` rebuilt as a matrix product for training
+    speed."""
+    if type(layer) is not keras.layers.Dense:
+        return False
+    try:
+        return len(layer.input.shape) == 4
+    except (AttributeError, ValueError):  # not called in a graph: nothing to tell
+        return False
+
+
 def _copy_weights(source: keras.Model, target: keras.Model) -> None:
     for layer in source.layers:
         if isinstance(layer, AUGMENTATION_LAYERS) or not layer.weights:
@@ -40,24 +53,36 @@ def _copy_weights(source: keras.Model, target: keras.Model) -> None:
         twin = target.get_layer(layer.name)
         if isinstance(layer, keras.Model):
             _copy_weights(layer, twin)
-        else:
-            twin.set_weights(layer.get_weights())
+        else:  # a Dense kernel (in, out) becomes the 1x1 convolution's (1, 1, in, out)
+            twin.set_weights([np.reshape(value, tuple(slot.shape)) for value, slot
+                              in zip(layer.get_weights(), twin.weights, strict=True)])
 
 
 def inference_copy(model: keras.Model) -> keras.Model:
-    """``model`` with the same weights, every layer in float32 (converters do not take
-    bfloat16 either) and the augmentation layers replaced by identities. The model itself when
-    there is nothing to change, so models 1-7 are never copied."""
+    """``model`` with the same weights and function, every layer in float32 (converters do not
+    take bfloat16 either), the augmentation layers replaced by identities, and model 8's
+    channel-axis ``Dense`` layers back as 1x1 convolutions. The model itself when there is
+    nothing to change, so models 1-7 are never copied.
+
+    Why the convolutions: TensorFlow Lite turns a ``Dense`` on a 4-D map into a matrix product
+    and a separate bias ``ADD``, so int8 quantizes the product before the bias at a range
+    about 9 times as wide as the layer's output (QuantizationDebugger on model 8: the error of
+    ``conv_pw_1`` was 1.2 quantization steps); as a convolution the bias and ReLU6 fuse into
+    it with 32-bit accumulation (BENCHMARKS.md, *Exports*)."""
     if not isinstance(model, keras.Model):
         return model  # no layers to change (e.g. a model served through its predict only)
     layers = list(_all_layers(model))
     if all(_policy(layer) == "float32" and not isinstance(layer, AUGMENTATION_LAYERS)
-           for layer in layers):
+           and not _on_channels(layer) for layer in layers):
         return model
 
     def for_inference(layer):
         if isinstance(layer, AUGMENTATION_LAYERS):
             return keras.layers.Identity(name=layer.name)
+        if _on_channels(layer):
+            return keras.layers.Conv2D(layer.units, 1, use_bias=layer.use_bias,
+                                       activation=layer.get_config()["activation"],
+                                       name=layer.name, dtype="float32")
         config = layer.get_config()
         if "dtype" in config:
             config["dtype"] = "float32"
