@@ -97,7 +97,7 @@ runtime = controls[0].radio("Answered by", runtimes, horizontal=True, key="class
                                          "onnx": "ONNX Runtime"}.get,
                             help="An export of this run that passed its parity check on the "
                                  "test set (cifar-core export), or the Keras model.")
-explain = controls[1].toggle("What drove the prediction (saliency map)", value=True,
+explain = controls[1].toggle("What drove the prediction (saliency map)", value=False,
                              key="classify-explain",
                              help="Computed with the Keras model (it needs gradients).")
 answering = classifier
