@@ -100,7 +100,8 @@ def time_drawing(record, found, cache: Path, artifacts: Path, repeats: int) -> d
 
 def time_browser(record, artifacts: Path, cache: Path, data: str | None) -> dict:
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit, stop_streamlit
+    from processes import stop_process
+    from test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
 
     env = {**os.environ, "CIFAR_CORE_ARTIFACTS": str(artifacts), "CIFAR_CORE_CACHE": str(cache),
            "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -142,7 +143,7 @@ def time_browser(record, artifacts: Path, cache: Path, data: str | None) -> dict
             page.context.close()
             browser.close()
     finally:
-        stop_streamlit(process)
+        stop_process(process)
     return results
 
 
