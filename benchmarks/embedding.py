@@ -190,11 +190,16 @@ def main() -> int:
     from cifar_core import settings
     from cifar_core.analysis.images import run_dataset
     from cifar_core.inference import Classifier
-    from cifar_core.runs.store import load_run, resolve_run_ref
+    from cifar_core.runs.store import list_runs, load_run, resolve_run_ref
 
     artifacts = settings.artifacts_dir(args.artifacts)
     path = resolve_run_ref(args.run, artifacts)
     record = load_run(path)
+    others = [r.run_id for r in list_runs(artifacts) if r.run_id != record.run_id]
+    if args.browser and others:  # a new browser session shows the sidebar's default run
+        raise SystemExit(f"--browser needs an artifacts folder holding {record.run_id} alone "
+                         f"(it also holds {', '.join(others)}): copy that run folder into "
+                         "an empty DIR/runs/ and pass --artifacts DIR")
     images = run_dataset(record, fallback_source=args.data).x_test
     model = Classifier(path).model
     with tempfile.TemporaryDirectory(prefix="embedding-bench-") as scratch:
