@@ -88,7 +88,7 @@ def page_uploads(artifacts: Path, run_id: str, count: int) -> dict:
     at.session_state["run_id"] = run_id
     at.run()
     at.switch_page("pages/classify.py").run()
-    at.toggle(key="classify-explain").set_value(True).run()  # the page's heaviest answer
+    at.session_state["classify-explain"] = True  # with its saliency map: the heaviest answer
     at.file_uploader[0].set_value(("warm-up.jpg", photo(999_999), "image/jpeg"))
     at.run()  # loads and caches the model
     uploads = [photo(1000 + i) for i in range(count)]
