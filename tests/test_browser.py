@@ -513,11 +513,12 @@ def test_classify_an_upload_with_model_5(server, browser, screenshots):
     page = _new_page(browser, WIDTHS[0])
     _open(page, base, "classify", "Classify")
     _choose_run(page, fine5.run_id, "Classify")
-    page.get_by_text("What drove the prediction (saliency map)").click()  # off by default
-    _wait_until_rendered(page, "Classify")
     upload = page.locator("[data-testid='stFileUploaderDropzoneInput']")
     upload.set_input_files(files=[{"name": "photo.jpg", "mimeType": "image/jpeg",
                                    "buffer": valid_images()["photo.jpg"]}])
+    # the prediction first; the saliency map (off by default) once its toggle is clicked
+    page.get_by_text("What drove the prediction (saliency map)").click(
+        timeout=RENDER_TIMEOUT_MS)
     page.get_by_role("heading", name="What drove the prediction").wait_for(
         timeout=RENDER_TIMEOUT_MS)
     _wait_until_rendered(page, "Classify")
