@@ -62,7 +62,7 @@ def inference_copy(model: keras.Model) -> keras.Model:
     """``model`` with the same weights and function, every layer in float32 (converters do not
     take bfloat16 either), the augmentation layers replaced by identities, and model 8's
     channel-axis ``Dense`` layers back as 1x1 convolutions. The model itself when there is
-    nothing to change, so models 1-7 are never copied.
+    nothing to change (models 1-4; models 5-7 carry flip layers, model 8 all three).
 
     Why the convolutions: TensorFlow Lite turns a ``Dense`` on a 4-D map into a matrix product
     and a separate bias ``ADD``, so int8 quantizes the product before the bias at a range
