@@ -10,8 +10,10 @@ For a completed run (for example one of ``cifar-core bench``'s, 10,000 test imag
 - each map method on those activations (UMAP twice: the first call in a process includes
   numba's compilation, which a dashboard server pays once);
 - drawing: the table and figure built and serialised, the Embedding map page rendered by
-  AppTest (warm median, coordinates cached), and with ``--browser`` the page opened in
-  Chromium until every point is drawn (Streamlit started by this script).
+  AppTest (warm median, coordinates cached), and with ``--browser`` Chromium's time until
+  plotly has drawn every point: the map opened in a new tab of a browser already used, reached
+  by the sidebar's link, opened in a fresh browser profile, and redrawn after a control
+  (Streamlit started by this script).
 
 Targets (issue 17): the map drawn in at most 3 s once its coordinates exist; computing them at
 most 60 s. Prints the results and writes the "Embedding map" section of BENCHMARKS.md.
@@ -34,8 +36,23 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "tests"))
 
 DRAW_TARGET_S, COMPUTE_TARGET_S = 3.0, 60.0
-POINTS_JS = """() => document.querySelectorAll(
-  '[data-testid="stPlotlyChart"] .scatterlayer path.point').length"""
+REPEATS = 3  # browser timings: the median of this many
+# In every page: each time plotly finishes drawing a chart, the number of the map's points it
+# holds (its traces with customdata) goes to window.__mapPoints. Plotly's own "afterplot"
+# event, so WebGL and SVG drawings are timed alike (WebGL leaves no element per point).
+DRAWN_INIT_JS = """
+window.__mapPoints = 0;
+new MutationObserver(() => {
+  for (const gd of document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')) {
+    if (typeof gd.on !== 'function' || gd.__timed === gd.on) continue;
+    gd.__timed = gd.on;
+    gd.on('plotly_afterplot', () => {
+      window.__mapPoints = (gd._fullData || []).filter(t => t.customdata)
+        .reduce((sum, t) => sum + t.x.length, 0);
+    });
+  }
+}).observe(document, {childList: true, subtree: true});
+"""
 
 
 def _timed(action):
@@ -99,6 +116,10 @@ def time_drawing(record, found, cache: Path, artifacts: Path, repeats: int) -> d
 
 
 def time_browser(record, artifacts: Path, cache: Path, data: str | None) -> dict:
+    """Chromium's time from a click or an address until plotly has drawn every point, in the
+    ways a reader reaches the map: a new tab in the browser they already use (its cache holds
+    Streamlit's and plotly's scripts), a browser profile with nothing cached, and the sidebar's
+    link from another page of the app (the scripts loaded and running)."""
     from playwright.sync_api import sync_playwright
     from processes import stop_process
     from test_browser import CHROMIUM, CHROMIUM_ARGS, start_streamlit
@@ -111,36 +132,80 @@ def time_browser(record, artifacts: Path, cache: Path, data: str | None) -> dict
     process, base = start_streamlit(REPO, env, log, "--server.headless", "true",
                                     "--browser.gatherUsageStats", "false")
     count = record.metrics["num_test"]
+    drawn = f"() => window.__mapPoints >= {count}"
+    viewport = {"viewport": {"width": 1400, "height": 1400}}
     results = {}
+
+    def open_map(page, go) -> float:
+        start = time.perf_counter()
+        go()
+        page.wait_for_function(drawn, timeout=300_000)
+        return time.perf_counter() - start
+
+    def address(page):
+        return lambda: page.goto(f"{base}/embedding", wait_until="commit")
+
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
                                                  args=CHROMIUM_ARGS)
-            for attempt in ("first view (server warms up)", "second view"):
-                page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
-                start = time.perf_counter()
-                page.goto(f"{base}/embedding", wait_until="domcontentloaded")
-                drawn = f"() => ({POINTS_JS})() >= {count}"
-                page.wait_for_function(drawn, timeout=300_000)
-                results[f"browser: page opened until all {count:,} points drawn, {attempt}"] = \
-                    time.perf_counter() - start
+
+            def fresh_page(context=None):
+                context = context or browser.new_context(**viewport)
+                context.add_init_script(DRAWN_INIT_JS)
+                return context.new_page()
+
+            page = fresh_page()  # the server's first view: imports, caches, numba
+            results[f"browser: first view after the server started ({count:,} points)"] = \
+                open_map(page, address(page))
+            page.context.close()
+
+            context = browser.new_context(**viewport)
+            context.add_init_script(DRAWN_INIT_JS)
+            page = context.new_page()
+            open_map(page, address(page))  # untimed: fills this browser's cache
+            page.close()
+            tabs = []
+            for _ in range(REPEATS):
+                page = context.new_page()
+                tabs.append(open_map(page, address(page)))
+                page.close()
+            results[f"browser: map opened in a new tab until all {count:,} points drawn "
+                    f"(median of {REPEATS})"] = statistics.median(tabs)
+
+            navigations = []
+            for _ in range(REPEATS):
+                page = context.new_page()
+                page.goto(f"{base}/classes", wait_until="domcontentloaded")
+                page.get_by_role("heading", name="Classes").first.wait_for(timeout=300_000)
+                page.wait_for_timeout(1500)  # the Classes page settled
+                link = page.locator("[data-testid='stSidebarNav'] a[href$='/embedding']")
+                navigations.append(open_map(page, link.click))
+                page.close()
+            results[f"browser: map reached by the sidebar link until all {count:,} points "
+                    f"drawn (median of {REPEATS})"] = statistics.median(navigations)
+
+            cold = []
+            for _ in range(REPEATS):
+                page = fresh_page()
+                cold.append(open_map(page, address(page)))
                 page.context.close()
+            results[f"browser: map opened in a fresh browser profile, nothing cached, until "
+                    f"all {count:,} points drawn (median of {REPEATS}; not the target's "
+                    "measure)"] = statistics.median(cold)
+
             # Inside an open page: the map redrawn after a control changes (the errors alone,
             # then all points again), the coordinates cached.
-            page = browser.new_context(viewport={"width": 1400, "height": 1400}).new_page()
-            page.goto(f"{base}/embedding", wait_until="domcontentloaded")
-            page.wait_for_function(drawn, timeout=300_000)
+            page = context.new_page()
+            open_map(page, address(page))
             toggle = page.get_by_text("Misclassified images only")
             errors = round(count * (1 - record.metrics["test_top1"]))
             toggle.click()
-            page.wait_for_function(f"() => ({POINTS_JS})() === {errors}", timeout=300_000)
+            page.wait_for_function(f"() => window.__mapPoints === {errors}", timeout=300_000)
             page.wait_for_timeout(500)
-            start = time.perf_counter()
-            toggle.click()
-            page.wait_for_function(drawn, timeout=300_000)
             results[f"browser: map redrawn with all {count:,} points after a control changes"] = \
-                time.perf_counter() - start
-            page.context.close()
+                open_map(page, toggle.click)
+            context.close()
             browser.close()
     finally:
         stop_process(process)
@@ -170,7 +235,7 @@ def markdown(record, found, times: dict, repeats: int, browser: bool) -> str:
         if name.startswith("map: UMAP") or name.startswith("map: t-SNE"):
             target = f"< {COMPUTE_TARGET_S:.0f} s: " + ("yes" if value < COMPUTE_TARGET_S
                                                         else "**no**")
-        elif "page" in name or "drawn" in name:
+        elif ("page" in name or "drawn" in name) and "fresh browser profile" not in name:
             target = f"< {DRAW_TARGET_S:.0f} s: " + ("yes" if value < DRAW_TARGET_S
                                                      else "**no**")
         lines.append(f"| {name} | {value:.2f} | {target} |")

@@ -11,13 +11,14 @@ from cifar_core.analysis import embedding as embedding_analysis
 from cifar_core.analysis import errors as error_analysis
 from cifar_core.analysis import images as image_analysis
 from cifar_core.analysis import runs as run_analysis
-from cifar_core.charts.embedding import embedding_figure, selected_position
+from cifar_core.charts.embedding import embedding_figure, loading_figure, selected_position
 from cifar_core.charts.embedding_hover import HOVER_JS, hover_sprite
 from cifar_core.errors import CifarCoreError
 from pages import _ui
 
 _ui.page_frame()
 NEIGHBOURS = 8
+MAP_DRAWN_KEY = "embedding_map_drawn"  # this session has drawn a map: plotly is loaded
 # Registered on every run of the page with the same script, which Streamlit accepts silently.
 hover_thumbnail = st.components.v2.component("embedding_hover_thumbnail", js=HOVER_JS)
 
@@ -65,9 +66,16 @@ with _ui.guard("The embedding map"):
     if found is None:
         st.stop()
 
+    left, middle, right = st.columns(3)
+    map_slot = st.empty()
+    if not st.session_state.get(MAP_DRAWN_KEY):
+        # The session's first map: its empty frame now, so that the browser loads and starts
+        # plotly while the page reads the map (new tab 3.4 -> 2.7 s; BENCHMARKS.md, "Embedding
+        # map"). Not on reruns: the frame would replace the map drawn there for a moment.
+        map_slot.plotly_chart(loading_figure(record.run_id), width="stretch",
+                              key="embedding-loading")
     metrics = record.metrics
     predictions = _ui.predictions(record)
-    left, middle, right = st.columns(3)
     seed = int((record.config or {}).get("seed") or 0)
     methods = list(embedding_analysis.METHODS)
     # PCA first, as it is instant; UMAP once it has been computed for this run.
@@ -102,10 +110,12 @@ with _ui.guard("The embedding map"):
                               how=embedding_analysis.METHODS[method], chosen=chosen,
                               neighbours=[n for n in neighbours if n in set(shown["position"])]
                               if chosen is not None and chosen in set(shown["position"])
-                              else (), hover_labels=images is None)
-    event = st.plotly_chart(figure, width="stretch", on_select="rerun",
-                            selection_mode="points",
-                            key=f"embedding-{record.run_id}-{method}-{colour_by}-{only_errors}")
+                              else (), hover_labels=images is None,
+                              webgl=not st.session_state.get("embedding_svg", False))
+    event = map_slot.plotly_chart(
+        figure, width="stretch", on_select="rerun", selection_mode="points",
+        key=f"embedding-{record.run_id}-{method}-{colour_by}-{only_errors}")
+    st.session_state[MAP_DRAWN_KEY] = True
     if images is not None:  # right after the chart: its script hooks the chart above it
         hover_thumbnail(key=f"embedding-hover-{record.run_id}", data=hover_data(
             embedding_analysis.cache_folder(record).name, _ui.data_source(), table, images))
@@ -118,6 +128,10 @@ with _ui.guard("The embedding map"):
                f"Map: {embedding_analysis.METHODS[method]}, seed {seed}. Neighbours are the "
                "closest by cosine similarity of the activations, not of the map.")
 
+    st.checkbox("Draw without WebGL", key="embedding_svg",
+                help="The map is drawn with WebGL (10,000 points in about half a second). If "
+                     "it stays empty, your browser has WebGL off: this draws SVG instead, a "
+                     "few times slower.")
     if chosen is None:
         st.caption("Hover over a point to see its image; click it to see its nearest "
                    "neighbours.")
@@ -148,6 +162,11 @@ with _ui.guard("The export"):
         st.success(f"Written to `{folder}`: vectors.tsv, metadata.tsv"
                    + (", sprite.png" if images is not None else "")
                    + ", projector_config.pbtxt.")
-    st.markdown("Then run the command below and open its Projector tab "
-                "(3-D views, search by class, its own t-SNE and UMAP):")
-    st.code(f"tensorboard --logdir {folder}", language="bash")
+        st.markdown("Run this and open its Projector tab (3-D views, search by class, its "
+                    "own t-SNE and UMAP):")
+        st.code(f"tensorboard --logdir {folder}", language="bash")
+    else:
+        # Inline code, not st.code: a code block loads the syntax highlighter's 1.5 MB of
+        # script, 0.4 s of the page's opening (BENCHMARKS.md, "Embedding map").
+        st.markdown(f"Then `tensorboard --logdir {folder}` opens them in its Projector tab "
+                    "(3-D views, search by class, its own t-SNE and UMAP).")

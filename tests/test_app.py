@@ -648,6 +648,13 @@ def test_embedding_page_draws_the_map_and_a_chosen_image_with_its_neighbours(das
     errors = int(fine5.metrics["num_test"] * (1 - fine5.metrics["test_top1"]) + 0.5)
     assert sum(len(_array(t["x"])) for t in _charts(at)[0]["data"]
                if t.get("customdata") is not None) == errors
+    # WebGL unless the reader asks for SVG (a browser without WebGL); the same points either way.
+    assert {t["type"] for t in _charts(at)[0]["data"]} == {"scattergl"}
+    at.checkbox(key="embedding_svg").check().run()
+    _no_errors(at)
+    svg = _charts(at)[0]["data"]
+    assert {t["type"] for t in svg} == {"scatter"}
+    assert sum(len(_array(t["x"])) for t in svg if t.get("customdata") is not None) == errors
 
 
 def test_embedding_page_without_saved_activations_or_a_model_says_so(dashboard_runs, tmp_path):

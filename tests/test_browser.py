@@ -415,6 +415,8 @@ def test_a_class_by_model_cell_click_shows_that_class_under_that_model(server, b
         timeout=RENDER_TIMEOUT_MS)
     _wait_until_rendered(page, "Compare")
     gallery = page.locator("[data-testid='stMain'] [data-testid='stImage'] img")
+    # The heading can be drawn a moment before its images (one CI run in ~20 caught it).
+    gallery.first.wait_for(timeout=RENDER_TIMEOUT_MS)
     assert gallery.count() > 0
     captions = page.locator("[data-testid='stMain'] [data-testid='stImageCaption']")
     assert all(f"true {class_name}" in captions.nth(i).inner_text()

@@ -17,7 +17,12 @@ from PIL import Image
 
 from cifar_core.analysis import embedding as ea
 from cifar_core.analysis import images as ia
-from cifar_core.charts.embedding import ERROR_SYMBOL, embedding_figure, selected_position
+from cifar_core.charts.embedding import (
+    ERROR_SYMBOL,
+    embedding_figure,
+    loading_figure,
+    selected_position,
+)
 from cifar_core.charts.embedding_hover import hover_sprite
 from cifar_core.errors import ConfigError, DataError, RunFolderError
 from cifar_core.models.builder import build_model, with_test_time_flips
@@ -235,6 +240,17 @@ def test_the_figure_has_a_group_per_superclass_crosses_for_errors_and_rings(fixt
     assert rings["chosen image"] == ([table.x[4]], [table.y[4]])
     assert rings["its nearest neighbours"][0] == [table.x[7], table.x[9]]
     assert record.run_id in fig.layout.title.text
+    assert {t.type for t in fig.data} == {"scattergl"}  # rings too: one layer, above the points
+    svg = embedding_figure(table, colour_by="true superclass", chosen=4, neighbours=[7, 9],
+                           webgl=False)
+    assert {t.type for t in svg.data} == {"scatter"}
+    assert [list(t.x) for t in svg.data] == [list(t.x) for t in fig.data]
+
+
+def test_the_loading_frame_names_the_run_has_the_map_height_and_no_points():
+    frame = loading_figure("run-7", height=640)
+    assert not frame.data and frame.layout.height == 640
+    assert frame.layout.title.text.startswith("Embedding map of run run-7")
 
 
 def test_with_hover_thumbnails_the_points_keep_their_hover_events_but_lose_the_text_label():

@@ -17,15 +17,15 @@ PALETTE = (*plotly.colors.qualitative.Dark24, *plotly.colors.qualitative.Light24
            *plotly.colors.qualitative.Alphabet)
 ERROR_SYMBOL, RIGHT_SYMBOL = "x", "circle"
 LEGEND_ON_TOP_MAX = 20  # more groups than this: the legend goes beside the plot
-# SVG markers (Scatter), not WebGL (Scattergl): measured in Chromium on 10,000 points, WebGL
-# was no faster here (page opened to map drawn 3.39 s against 3.23 s: the time is Streamlit's,
-# not the drawing's; BENCHMARKS.md, "Embedding map"), and SVG draws on any browser.
+# WebGL (Scattergl) by default: in Chromium on this 2-core VM without a GPU (SwiftShader), 10,000
+# points are drawn in about 0.5 s against 1.1-1.3 s as SVG paths, the largest part of opening the
+# page (BENCHMARKS.md, "Embedding map"). ``webgl=False`` draws SVG, for browsers without WebGL.
 
 
 def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_id: str = "",
                      how: str = "", chosen: int | None = None,
                      neighbours: Sequence[int] = (), height: int = 640,
-                     hover_labels: bool = True) -> go.Figure:
+                     hover_labels: bool = True, webgl: bool = True) -> go.Figure:
     """One point per row of ``analysis.embedding.map_table``, one legend entry per value of
     ``colour_by`` (``"true class"`` or ``"true superclass"``); misclassified images are
     crosses. ``chosen`` (a row position) is ringed and its ``neighbours`` circled. Each
@@ -33,14 +33,16 @@ def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_
 
     ``hover_labels=False`` leaves out plotly's own hover label (the image number and classes
     in words) while hover events still fire: for the page's hover thumbnail
-    (``charts.embedding_hover``), whose card shows the image with those words instead."""
+    (``charts.embedding_hover``), whose card shows the image with those words instead.
+    ``webgl=False`` draws the points as SVG (slower; for a browser without WebGL)."""
     if colour_by not in table:
         raise ValueError(f"no column {colour_by!r} to colour by")
+    scatter = go.Scattergl if webgl else go.Scatter
     fig = go.Figure()
     groups = list(dict.fromkeys(sorted(table[colour_by])))
     for i, group in enumerate(groups):
         rows = table[table[colour_by] == group]
-        fig.add_trace(go.Scatter(
+        fig.add_trace(scatter(
             x=rows["x"], y=rows["y"], mode="markers", name=str(group), legendgroup=str(group),
             marker=dict(color=PALETTE[i % len(PALETTE)], size=6, opacity=0.75,
                         symbol=[ERROR_SYMBOL if not right else RIGHT_SYMBOL
@@ -57,7 +59,7 @@ def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_
         if not positions:
             continue
         rows = table.set_index("position").loc[list(positions)]
-        fig.add_trace(go.Scatter(
+        fig.add_trace(scatter(  # the points' kind, so the rings share their layer, on top
             x=rows["x"], y=rows["y"], mode="markers", name=name, hoverinfo="skip",
             marker=dict(size=size, color="rgba(0,0,0,0)",
                         line=dict(color=HIGHLIGHT, width=2.5 if size > 12 else 1.5))))
@@ -72,6 +74,14 @@ def embedding_figure(table: pd.DataFrame, *, colour_by: str = "true class", run_
     if len(groups) > LEGEND_ON_TOP_MAX:  # 100 classes: a column beside the plot that scrolls
         fig.update_layout(legend=dict(orientation="v", yanchor="top", y=1, xanchor="left",
                                       x=1.01), margin=dict(t=60, r=10))
+    return fig
+
+
+def loading_figure(run_id: str = "", height: int = 640) -> go.Figure:
+    """The map's empty frame, drawn while the page reads the map: the browser loads and starts
+    plotly (about 1 s of script in a new tab) meanwhile instead of after the points arrive."""
+    fig = base_layout(go.Figure(), f"Embedding map of run {run_id}: loading…", height=height)
+    fig.update_layout(xaxis=dict(visible=False), yaxis=dict(visible=False))
     return fig
 
 
