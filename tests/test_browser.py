@@ -389,10 +389,20 @@ def test_a_confusion_cell_click_shows_that_pair_and_a_run_switch_resets_it(
     page.screenshot(path=str(screenshots / "confusion-clicked.png"), full_page=True)
 
     _choose_run(page, second.run_id, "Confusion")
-    new = page.evaluate(HEATMAP_JS)
-    best = max(new["z"][r][c] for r in range(len(new["y"])) for c in range(len(new["x"]))
-               if r != c)
-    caption = _pair_caption(page)
+    # The rerun can start a moment after the status widget was last seen idle (one CI run
+    # read the old chart with the new caption): read both until the chart is the new run's
+    # and the caption names its largest pair, or the render timeout passes.
+    deadline = time.monotonic() + RENDER_TIMEOUT_MS / 1000
+    while True:
+        new = page.evaluate(HEATMAP_JS)
+        best = max(new["z"][r][c] for r in range(len(new["y"])) for c in range(len(new["x"]))
+                   if r != c)
+        caption = _pair_caption(page)
+        settled = new["z"] != heat["z"] and caption.startswith(f"{best} test images of ")
+        if settled or time.monotonic() > deadline:
+            break
+        page.wait_for_timeout(250)
+    assert new["z"] != heat["z"], "the chart still shows the first run"
     assert caption.startswith(f"{best} test images of "), caption  # the new run's own pair
     page.context.close()
     assert "Traceback" not in log.read_text(errors="replace")
