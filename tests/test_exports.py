@@ -243,6 +243,36 @@ def test_missing_data_for_parity_is_refused_before_writing(exported, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("runtime", ["litert", "onnx", "saved_model"])
+def test_one_runtime_shared_by_eight_threads_answers_each_as_if_alone(exported, runtime):
+    """The dashboard caches one runtime per process and browser sessions call it from
+    their own threads, with batches of different sizes (one upload, a gallery)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from cifar_core.analysis.images import run_dataset
+    from cifar_core.exports.runtimes import open_runtime
+
+    run = _run(exported)
+    entry = read_manifest(run.path)["exports"][runtime]
+    model = open_runtime(run.path / "exports" / entry["file"], runtime)
+    images = run_dataset(run).x_test[:16].astype(np.float32)
+    batches = [images[:size] for size in (1, 5, 16, 3)]
+    alone = [model.probabilities(batch) for batch in batches]
+
+    def calls(thread: int) -> list[int]:
+        wrong = []
+        for call in range(40):
+            which = (thread + call) % len(batches)
+            if not np.allclose(model.probabilities(batches[which]), alone[which], atol=1e-6):
+                wrong.append(call)
+        return wrong
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(calls, range(8)))
+    assert results == [[]] * 8
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["litert", "onnx", "saved_model"])
 def test_predict_with_an_export_answers_like_keras(exported, tiny_cifar100, tmp_path, capsys,
                                                     runtime):
     from cifar_core.analysis.images import run_dataset

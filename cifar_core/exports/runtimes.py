@@ -8,6 +8,7 @@ exported graph.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,16 @@ def as_batch(images: np.ndarray) -> np.ndarray:
 
 
 class LiteRTRuntime:
-    """A ``.tflite`` file in LiteRT's interpreter, resized to each batch."""
+    """A ``.tflite`` file in LiteRT's interpreter, resized to each batch.
+
+    One interpreter holds one set of input and output buffers, so calls are
+    serialised: the dashboard caches a runtime per process and several browser
+    sessions (Streamlit threads) call it at once. Without the lock, one thread's
+    ``allocate_tensors`` while another holds an output view raises "There is at
+    least 1 reference to internal data in the interpreter" (seen with 8 sessions
+    in ``benchmarks/concurrent_sessions.py``), and a resize between another
+    thread's ``set_tensor`` and ``invoke`` would answer for the wrong batch.
+    """
 
     name = "litert"
 
@@ -42,16 +52,19 @@ class LiteRTRuntime:
         self._input = self.interpreter.get_input_details()[0]
         self._output = self.interpreter.get_output_details()[0]
         self._batch = None
+        self._lock = threading.Lock()
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         images = as_batch(images)
-        if self._batch != len(images):
-            self.interpreter.resize_tensor_input(self._input["index"], images.shape)
-            self.interpreter.allocate_tensors()
-            self._batch = len(images)
-        self.interpreter.set_tensor(self._input["index"], images)
-        self.interpreter.invoke()
-        return np.array(self.interpreter.get_tensor(self._output["index"]), dtype=np.float32)
+        with self._lock:
+            if self._batch != len(images):
+                self.interpreter.resize_tensor_input(self._input["index"], images.shape)
+                self.interpreter.allocate_tensors()
+                self._batch = len(images)
+            self.interpreter.set_tensor(self._input["index"], images)
+            self.interpreter.invoke()
+            # A copy, made inside the lock: the tensor is the interpreter's own buffer.
+            return np.array(self.interpreter.get_tensor(self._output["index"]), dtype=np.float32)
 
 
 class OnnxRuntime:
