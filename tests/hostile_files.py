@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -36,7 +37,14 @@ def gradient(size=(48, 40), mode="RGB") -> Image.Image:
 
 
 def valid_images() -> dict[str, bytes]:
-    """Valid files of many formats and modes; each must be classified."""
+    """Valid files of many formats and modes; each must be classified. A new dict each
+    call (the files themselves are made once: the 6000x4000 JPEG takes about half a second,
+    and every parametrized test asks for them)."""
+    return dict(_valid_images())
+
+
+@functools.cache
+def _valid_images() -> dict[str, bytes]:
     rgba = gradient(mode="RGBA")
     rgba.putalpha(128)
     sixteen = Image.fromarray((np.arange(40 * 48).reshape(40, 48) * 30).astype(np.uint16))

@@ -93,6 +93,7 @@ def test_flip_batches_are_each_epochs_seeded_draw_in_batches():
     assert not np.array_equal(sampler.epoch(0)[0], sampler.epoch(1)[0])
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 def test_cached_features_are_the_frozen_base_applied_to_each_flip(small_dataset, tmp_path):
     weights = str(require_shared(SHARED_WEIGHTS_V1))
     extractor = _extractor(weights=weights)

@@ -34,6 +34,7 @@ def _base_with_real_batch_norm(application) -> keras.Model:
     return base
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 @pytest.mark.parametrize("backbone", sorted(CASES))
 def test_folding_keeps_the_function_and_removes_every_batch_norm(backbone):
     application, cut = CASES[backbone]
@@ -61,6 +62,7 @@ def test_folding_keeps_the_function_and_removes_every_batch_norm(backbone):
     assert cut in [layer.name for layer in folded.layers]
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 def test_folded_layers_compute_in_the_chosen_precision_with_float32_weights():
     application, cut = CASES["mobilenet_v1"]
     base = _base_with_real_batch_norm(application)
@@ -85,6 +87,7 @@ def test_folding_at_a_layer_the_base_lacks_is_a_clear_error():
         fold_batch_norm(base, "block_99")
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 def test_model8_builds_its_upper_base_folded_in_the_machines_precision(monkeypatch):
     monkeypatch.setenv("CIFAR_CORE_FINETUNE_PRECISION", "float32")
     assert finetune_precision() == "float32"

@@ -78,6 +78,7 @@ def test_frozen_variant_changes_nothing_but_trainability():
     assert head == 1024 * 128 + 128 + 128 * 64 + 64 + 64 * 100 + 100
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 @pytest.mark.shared
 def test_saved_model6_with_the_shared_weights_takes_raw_images(tmp_path):
     weights = require_shared(SHARED_WEIGHTS_V1)
@@ -94,6 +95,7 @@ def test_saved_model6_with_the_shared_weights_takes_raw_images(tmp_path):
                        atol=1e-6)
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 def test_copy_head_moves_the_head_and_leaves_the_base():
     source = build_model(get_spec(6), 10, backbone_weights=None, seed=1)
     target = build_model(get_spec(6), 10, backbone_weights=None, seed=2)

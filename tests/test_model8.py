@@ -67,6 +67,7 @@ def test_only_block_6s_1x1_and_blocks_7_to_13_train_and_batch_norm_stays_frozen(
                    if isinstance(layer, keras.layers.BatchNormalization))
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 def test_cached_maps_through_the_upper_part_give_the_full_models_output(model8):
     cut = cut_layer(SPEC)
     assert cut == "conv_dw_6_relu"
@@ -271,6 +272,7 @@ class _LastStepWeights(keras.callbacks.Callback):
         self.weights = [w.numpy() for w in self.model.weights]
 
 
+@pytest.mark.slow  # trains a small head three times
 def test_the_weight_average_replaces_the_last_weights_and_is_validated():
     plain, *_ = _train_small_head(0.0)
     initial = [w.numpy() for w in plain.weights]
@@ -329,6 +331,7 @@ def test_cutout_centres_are_a_seeded_stream_of_their_own_in_both_sources():
     assert (maps[0] == 0).sum() == 9 * 4
 
 
+@pytest.mark.slow  # trains (one fit on a few maps)
 def test_training_with_cutout_sees_maps_with_a_hole():
     seen = []
 

@@ -95,6 +95,7 @@ def test_frozen_variant_freezes_only_the_base():
     assert model.get_layer("classifier").trainable
 
 
+@pytest.mark.slow  # builds and runs whole MobileNets: seconds, kept out of the quick tier
 @pytest.mark.shared
 def test_mobilenet_loads_the_shared_imagenet_weights():
     weights = require_shared(SHARED_WEIGHTS_V1)
