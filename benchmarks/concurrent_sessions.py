@@ -79,7 +79,8 @@ class MemorySampler:
             return [root, *root.children(recursive=True)]
         return []
 
-    def rss(self) -> int:
+    def sample(self) -> int:
+        """Record each process's CPU time so far; return the server tree's resident bytes."""
         import psutil
 
         total = 0
@@ -102,11 +103,11 @@ class MemorySampler:
 
     def _run(self):
         while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
+            self.peak = max(self.peak, self.sample())
             time.sleep(self.interval)
 
     def __enter__(self):
-        self.peak = self.rss()
+        self.peak = self.sample()
         self._start = {group: sum(values.values()) for group, values in self.cpu.items()}
         self._wall = time.perf_counter()
         self._thread.start()
@@ -115,7 +116,7 @@ class MemorySampler:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.rss()
+        self.sample()  # the CPU time up to the end
         self.wall = time.perf_counter() - self._wall
 
 
