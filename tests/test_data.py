@@ -181,6 +181,16 @@ def test_stratified_split_has_exact_per_class_counts_and_is_seeded():
     assert not np.array_equal(split.val_idx, other.val_idx)
 
 
+@pytest.mark.parametrize("fraction, side, size", [(0.2, "validation", 40), (0.8, "training", 40)])
+def test_a_split_too_small_for_every_class_on_both_sides_says_which_and_why(fraction, side,
+                                                                            size):
+    labels = np.repeat(np.arange(100), 2)  # 200 images, 100 classes
+    with pytest.raises(DataError, match=f"leaves {size} for {side}, fewer than the 100 classes"):
+        stratified_split(labels, seed=0, validation_fraction=fraction)
+    split = stratified_split(labels, seed=0, validation_fraction=0.5)  # one of each per side
+    assert np.bincount(labels[split.val_idx]).tolist() == [1] * 100
+
+
 @pytest.mark.shared
 @pytest.mark.slow  # decodes the 60,000 real JPEGs (about 12 s)
 def test_real_cifar10_images_from_shared():

@@ -130,6 +130,15 @@ def stratified_split(labels: np.ndarray, *, seed: int,
     counts = np.bincount(labels)
     if counts[counts > 0].min() < 2:
         raise DataError("every class needs at least 2 training images for a stratified split")
+    classes = int(np.count_nonzero(counts))
+    held_out = math.ceil(validation_fraction * len(labels))
+    for side, size in (("validation", held_out), ("training", len(labels) - held_out)):
+        if size < classes:  # scikit-learn's own refusal names neither the option nor a fix
+            raise DataError(
+                f"a validation fraction of {validation_fraction:g} of {len(labels)} images "
+                f"leaves {size} for {side}, fewer than the {classes} classes: a stratified "
+                "split needs each class on both sides; change the validation fraction or "
+                "use more images")
     train_idx, val_idx = train_test_split(
         indices, test_size=validation_fraction, stratify=labels, random_state=seed
     )
