@@ -11,6 +11,7 @@ import shutil
 import sys
 import types
 
+import keras
 import numpy as np
 import pandas as pd
 import pytest
@@ -33,6 +34,7 @@ from cifar_core.models.penultimate import (
     STORED_DIMENSIONS,
     compact,
     penultimate_model,
+    with_penultimate,
 )
 from cifar_core.models.specs import get_spec
 from cifar_core.runs.store import EMBEDDING_FILE, list_runs
@@ -74,9 +76,27 @@ def test_a_flip_averaged_model_has_the_inner_models_activations_and_its_own_answ
     assert embedding["vectors"].shape == (40, 64) and embedding["vectors"].dtype == np.float16
 
 
-def test_a_model_without_a_classifier_layer_is_evaluated_without_an_embedding():
-    import keras
+def test_a_flip_averaged_model_gives_its_answers_and_activations_in_one_pass(monkeypatch):
+    built = build_model(get_spec(5), 10, seed=3)
+    averaged = with_test_time_flips(built)
+    images = _images(12).astype(np.float32)
+    both = with_penultimate(averaged)
+    probs, activations = both(images, training=False)
+    np.testing.assert_allclose(np.asarray(probs), np.asarray(averaged(images, training=False)),
+                               atol=1e-6)
+    np.testing.assert_allclose(np.asarray(activations),
+                               np.asarray(penultimate_model(built)(images, training=False)),
+                               atol=1e-6)
+    passes = []
+    real_predict = keras.Model.predict
+    monkeypatch.setattr(keras.Model, "predict",
+                        lambda self, *a, **k: passes.append(self.name) or real_predict(
+                            self, *a, **k))
+    predict_with_embedding(averaged, images.astype(np.uint8), batch_size=4)
+    assert passes == [both.name]  # one pass through the test images, not two
 
+
+def test_a_model_without_a_classifier_layer_is_evaluated_without_an_embedding():
     inputs = keras.Input((32, 32, 3))
     other = keras.Model(inputs, keras.layers.Dense(4, activation="softmax")(
         keras.layers.Flatten()(inputs)))

@@ -191,14 +191,15 @@ def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
 @pytest.mark.slow
 @pytest.mark.shared
 def test_a_model8_run_warms_up_trains_the_top_and_saves_a_raw_image_classifier(
-        tiny_cifar100, tmp_path, monkeypatch):
+        small_dataset, tmp_path, monkeypatch):
     from cifar_core.models import specs
 
     weights = str(require_shared(SHARED_WEIGHTS_V1))
     monkeypatch.setitem(specs.SPECS, 8, SPEC.changed(recipe={"weight_ema": 0.99}))  # the option, on
-    dataset = load_dataset(tiny_cifar100)
+    dataset = small_dataset  # 200 images: every image runs through MobileNet at 144x144
+    # half for validation: a stratified split needs a validation image of each of 100 classes
     config = make_config(8, profile="quick", epochs=2, batch_size=64, patience=0,
-                         backbone_weights=weights)
+                         validation_fraction=0.5, backbone_weights=weights)
     lines = []
     run = execute_run(config, dataset=dataset, artifacts=str(tmp_path), log=lines.append).path
     assert any(line.startswith("head warm-up done in") for line in lines), lines

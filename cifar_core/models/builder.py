@@ -110,12 +110,15 @@ class MirrorImage(keras.layers.Layer):
         return keras.ops.flip(images, axis=2)
 
 
+MIRROR_LAYER, MEAN_LAYER = "mirror_image", "mean_of_both"  # the flip wrapper's own layers
+
+
 def with_test_time_flips(model: keras.Model) -> keras.Model:
     """``model`` answering with the mean of its predictions for the image and its mirror
     image: the same classifier, a little more accurate, at twice the inference cost."""
     inputs = keras.Input(model.input_shape[1:], name="image")
-    mirrored = MirrorImage(name="mirror_image")(inputs)
-    outputs = keras.layers.Average(name="mean_of_both")([model(inputs), model(mirrored)])
+    mirrored = MirrorImage(name=MIRROR_LAYER)(inputs)
+    outputs = keras.layers.Average(name=MEAN_LAYER)([model(inputs), model(mirrored)])
     return keras.Model(inputs, outputs, name=f"{model.name}_flip_averaged")
 
 

@@ -68,9 +68,10 @@ def embedding_arrays(activations: np.ndarray) -> dict[str, np.ndarray]:
 def predict_with_embedding(model, images: np.ndarray, batch_size: int = 500,
                            on_batch: Callable[[int, int], None] | None = None
                            ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
-    """``(probabilities, embedding arrays)`` for ``images``: one pass where the classifier
-    layer is in the model itself, a second pass for the activations where it is nested
-    (test-time flips). The embedding is None for a model without a ``classifier`` layer."""
+    """``(probabilities, embedding arrays)`` for ``images``, in one pass for every model
+    ``build_model`` makes, test-time flips included (``with_penultimate``); a second pass for
+    the activations only where that cannot be built. The embedding is None for a model
+    without a ``classifier`` layer."""
     combined = with_penultimate(model) if isinstance(model, keras.Model) else None
     if combined is not None:
         probs, activations = _predict(combined, images, batch_size, on_batch)
