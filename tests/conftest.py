@@ -50,6 +50,20 @@ def tiny_cifar100(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory):
+    """A loaded CIFAR-100 data set in the official format with 2 training images and 1 test
+    image per class (200 + 100): for runs whose cost grows with the images (MobileNet at
+    model 8's 144x144). A stratified split of it needs a validation fraction of 0.5 (each
+    class on both sides). Treat as read-only."""
+    from cifar_archives import write_cifar100_archive
+
+    from cifar_core.data import load_dataset
+
+    path = tmp_path_factory.mktemp("small") / "cifar-100-python.tar.gz"
+    return load_dataset(write_cifar100_archive(path, train_per_class=2, test_per_class=1))
+
+
+@pytest.fixture(scope="session")
 def tiny_image_folder(tmp_path_factory) -> Path:
     """An image-folder data set with superclasses, 3 classes, as a folder."""
     return write_image_folder(tmp_path_factory.mktemp("folder"),

@@ -28,12 +28,6 @@ from cifar_core.training.seeding import set_global_seed
 FROZEN = get_spec(6).changed(net={"freeze_backbone": True})
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    path = tmp_path_factory.mktemp("small") / "cifar-100-python.tar.gz"
-    return load_dataset(write_cifar100_archive(path, train_per_class=2, test_per_class=1))
-
-
 def _extractor(spec=FROZEN, weights=None, seed=42):
     set_global_seed(seed)
     return feature_extractor(build_model(spec, 100, backbone_weights=weights, seed=seed))

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from conftest import SHARED_WEIGHTS_V1, require_shared
 
-from cifar_core.data import load_dataset
 from cifar_core.errors import ConfigError
 from cifar_core.features import flip_images
 from cifar_core.models.builder import build_model, compile_model, flip_augmentation
@@ -118,15 +117,16 @@ def test_warm_start_is_refused_where_no_base_is_fine_tuned():
 
 @pytest.mark.slow
 @pytest.mark.shared
-def test_warm_start_trains_the_head_on_cached_features_then_fine_tunes(tiny_cifar100, tmp_path):
+def test_warm_start_trains_the_head_on_cached_features_then_fine_tunes(small_dataset, tmp_path):
     """The head phase runs on the feature cache and is recorded; its time counts in the run's
     training time; a run without --warm-start has no such phase."""
     weights = str(require_shared(SHARED_WEIGHTS_V1))
-    dataset = load_dataset(tiny_cifar100)
+    dataset = small_dataset
     runs = {}
     for warm in (True, False):
         config = make_config(6, profile="quick", epochs=1, batch_size=32,
-                             backbone_weights=weights, warm_start=warm or None)
+                             validation_fraction=0.5, backbone_weights=weights,
+                             warm_start=warm or None)
         runs[warm] = json.loads((execute_run(config, dataset=dataset, artifacts=str(tmp_path),
                                              log=lambda _: None).path
                                  / "metrics.json").read_text())["training"]

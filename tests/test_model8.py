@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from conftest import SHARED_WEIGHTS_V1, require_shared
 
-from cifar_core.data import load_dataset
 from cifar_core.errors import ConfigError
 from cifar_core.features import (
     CachedSource,
@@ -162,14 +161,6 @@ def test_cache_key_names_the_cut_the_two_variants_and_float16(model8, small_data
     whole = cache_key(SPEC.changed(net={"freeze_backbone": True}), feature_extractor(model8),
                       small_dataset)
     assert (whole["cut"], whole["dtype"]) == (None, "float32")
-
-
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    from cifar_archives import write_cifar100_archive
-
-    path = tmp_path_factory.mktemp("small8") / "cifar-100-python.tar.gz"
-    return load_dataset(write_cifar100_archive(path, train_per_class=2, test_per_class=1))
 
 
 def test_seed_profile_uses_model8s_own_budget_and_overrides_win():
