@@ -38,7 +38,7 @@ from cifar_core.models.penultimate import (
 )
 from cifar_core.models.specs import get_spec
 from cifar_core.runs.store import EMBEDDING_FILE, list_runs
-from cifar_core.training.evaluate import predict_with_embedding
+from cifar_core.training.evaluate import predict_in_two_passes, predict_with_embedding
 
 
 def _images(count: int, seed: int = 0) -> np.ndarray:
@@ -63,37 +63,36 @@ def test_the_classifier_layer_applied_to_the_penultimate_output_gives_the_model(
                                atol=1e-5)
 
 
-def test_a_flip_averaged_model_has_the_inner_models_activations_and_its_own_answers():
+def test_a_flip_averaged_model_has_the_inner_models_activations_and_its_own_answers(
+        monkeypatch):
     built = build_model(get_spec(5), 10, seed=3)
     averaged = with_test_time_flips(built)
     images = _images(40)
+    passes = []
+    real_predict = keras.Model.predict
+    monkeypatch.setattr(keras.Model, "predict",
+                        lambda self, *a, **k: passes.append(self.name) or real_predict(
+                            self, *a, **k))
     probs, embedding = predict_with_embedding(averaged, images, batch_size=16)
+    assert passes == [with_penultimate(averaged).name]  # one pass through the images, not two
     _, plain = predict_with_embedding(built, images, batch_size=16)
     np.testing.assert_allclose(probs, np.asarray(averaged(images.astype(np.float32),
                                                           training=False)),
                                atol=1e-5)
     np.testing.assert_array_equal(embedding["vectors"], plain["vectors"])
     assert embedding["vectors"].shape == (40, 64) and embedding["vectors"].dtype == np.float16
-
-
-def test_a_flip_averaged_model_gives_its_answers_and_activations_in_one_pass(monkeypatch):
-    built = build_model(get_spec(5), 10, seed=3)
-    averaged = with_test_time_flips(built)
-    images = _images(12).astype(np.float32)
-    both = with_penultimate(averaged)
-    probs, activations = both(images, training=False)
-    np.testing.assert_allclose(np.asarray(probs), np.asarray(averaged(images, training=False)),
+    # The one-pass model itself: the wrapper's answers and the inner model's activations.
+    floats = images[:12].astype(np.float32)
+    answers, activations = with_penultimate(averaged)(floats, training=False)
+    np.testing.assert_allclose(np.asarray(answers), np.asarray(averaged(floats, training=False)),
                                atol=1e-6)
     np.testing.assert_allclose(np.asarray(activations),
-                               np.asarray(penultimate_model(built)(images, training=False)),
+                               np.asarray(penultimate_model(built)(floats, training=False)),
                                atol=1e-6)
-    passes = []
-    real_predict = keras.Model.predict
-    monkeypatch.setattr(keras.Model, "predict",
-                        lambda self, *a, **k: passes.append(self.name) or real_predict(
-                            self, *a, **k))
-    predict_with_embedding(averaged, images.astype(np.uint8), batch_size=4)
-    assert passes == [both.name]  # one pass through the test images, not two
+    # The two-pass route gives the same answer.
+    two_probs, two_embedding = predict_in_two_passes(averaged, images, batch_size=16)
+    np.testing.assert_allclose(two_probs, probs, atol=1e-6)
+    np.testing.assert_array_equal(two_embedding["vectors"], embedding["vectors"])
 
 
 def test_a_model_without_a_classifier_layer_is_evaluated_without_an_embedding():

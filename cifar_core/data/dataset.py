@@ -131,8 +131,8 @@ def stratified_split(labels: np.ndarray, *, seed: int,
     if counts[counts > 0].min() < 2:
         raise DataError("every class needs at least 2 training images for a stratified split")
     classes = int(np.count_nonzero(counts))
-    held_out = math.ceil(validation_fraction * len(labels))
-    for side, size in (("validation", held_out), ("training", len(labels) - held_out)):
+    kept = training_split_size(len(labels), validation_fraction)
+    for side, size in (("validation", len(labels) - kept), ("training", kept)):
         if size < classes:  # scikit-learn's own refusal names neither the option nor a fix
             raise DataError(
                 f"a validation fraction of {validation_fraction:g} of {len(labels)} images "

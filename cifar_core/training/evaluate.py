@@ -76,6 +76,15 @@ def predict_with_embedding(model, images: np.ndarray, batch_size: int = 500,
     if combined is not None:
         probs, activations = _predict(combined, images, batch_size, on_batch)
         return np.asarray(probs, dtype=np.float32), embedding_arrays(np.asarray(activations))
+    return predict_in_two_passes(model, images, batch_size, on_batch)
+
+
+def predict_in_two_passes(model, images: np.ndarray, batch_size: int = 500,
+                          on_batch: Callable[[int, int], None] | None = None
+                          ) -> tuple[np.ndarray, dict[str, np.ndarray] | None]:
+    """``predict_with_embedding``'s answer in two passes: the probabilities, then the
+    activations through ``penultimate_model`` (what evaluate() did for flip-averaged models
+    before ``with_penultimate`` took them; ``benchmarks/evaluate_pass.py`` times both)."""
     probs = predict_probabilities(model, images, batch_size, on_batch)
     if not isinstance(model, keras.Model):
         return probs, None
